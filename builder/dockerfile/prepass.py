@@ -10,6 +10,7 @@ depends on the keyword, and remembers where every piece came from so errors can 
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import NamedTuple
 
@@ -405,11 +406,17 @@ def _can_contain_heredoc(command: Command) -> bool:
     return command.keyword.lower() in HEREDOC_KEYWORDS and not command.json
 
 
-def heredocs_from_line(line: str) -> list[Heredoc]:
-    """Find the heredoc words (``<<EOF``, ``<<-"EOF"``, ``3<<EOF``) of an instruction line."""
+@functools.cache
+def _heredoc_lexer(raw_quotes: bool, raw_escapes: bool):
+    """BuildKit always lexes heredoc words with ``\\`` as the escape, whatever the directive says."""
     from .expand import ShellLexer
 
-    scanner = ShellLexer("\\", raw_quotes=True, raw_escapes=True, skip_unset_env=True)
+    return ShellLexer("\\", raw_quotes=raw_quotes, raw_escapes=raw_escapes, skip_unset_env=True)
+
+
+def heredocs_from_line(line: str) -> list[Heredoc]:
+    """Find the heredoc words (``<<EOF``, ``<<-"EOF"``, ``3<<EOF``) of an instruction line."""
+    scanner = _heredoc_lexer(True, True)
     try:
         found = scanner.process_words(line, {})
     except DockerfileSyntaxError:
@@ -436,13 +443,12 @@ def parse_heredoc_word(word: str) -> Heredoc | None:
     if not rest:
         return None
     from ..errors import ExpansionError
-    from .expand import ShellLexer
 
     try:
-        names = ShellLexer("\\", skip_unset_env=True).process_words(rest, {})
+        names = _heredoc_lexer(False, False).process_words(rest, {})
         if len(names) != 1:
             return None
-        raw_names = ShellLexer("\\", raw_quotes=True, skip_unset_env=True).process_words(rest, {})
+        raw_names = _heredoc_lexer(True, False).process_words(rest, {})
     except ExpansionError as err:
         raise DockerfileSyntaxError(err.message) from None
     if len(raw_names) != len(names):

@@ -86,6 +86,13 @@ _KEYWORD_TOKENS = {
 }
 
 
+def _token(kind: str, value) -> Token:
+    """A token carrying a Python object (Token is a str subclass: skip the costly str(value))."""
+    token = Token(kind, "")
+    token.value = value
+    return token
+
+
 class PrepassLexer(Lexer):
     """Feeds the pre-pass's pieces to the grammar as tokens (one logical line after another)."""
 
@@ -94,70 +101,71 @@ class PrepassLexer(Lexer):
 
     def lex(self, data: PrepassResult, *_):
         for directive in data.directives:
-            yield Token("DIRECTIVE", directive)
+            yield _token("DIRECTIVE", directive)
         for line in data.lines:
-            yield Token("LINE", line)
-            yield from _command_tokens(line.command)
+            yield from _command_tokens(line.command, line)
             for doc in line.heredocs:
-                yield Token("HEREDOC", doc)
+                yield _token("HEREDOC", doc)
 
 
-def _command_tokens(command: Command):
+def _command_tokens(command: Command, source):
+    """Tokens of one command; the keyword token carries ``source`` (the LogicalLine, or the nested
+    Command of an ONBUILD)."""
     form = command.form
-    yield Token(_KEYWORD_TOKENS[form], command)
-    for flag in command.flags:
-        yield Token("FLAG", flag)
+    yield _token(_KEYWORD_TOKENS[form], source)
+    if command.flags:
+        yield _token("FLAGS", command.flags)
     args = command.args
-    if form == "exec_or_shell" or form == "exec_or_words":
-        if command.json:
-            yield Token("JSON", args)
-        elif form == "exec_or_shell":
-            if args:
-                yield Token("TEXT", args[0])
+    if not args:
+        if form == "subcommand" and command.sub is not None:
+            yield _token("SUBCOMMAND", None)
+            yield from _command_tokens(command.sub, command.sub)
+        return
+    if command.json:
+        if form == "healthcheck":
+            yield _token("HC_TYPE", args[0])
+            if len(args) > 1:
+                yield _token("JSON", args[1:])
         else:
-            for word in args:
-                yield Token("WORD", word)
-    elif form == "words" or form == "names":
-        for word in args:
-            yield Token("WORD", word)
-    elif form == "string":
-        if args:
-            yield Token("TEXT", args[0])
+            yield _token("JSON", args)
+    elif form == "exec_or_shell" or form == "string":
+        yield _token("TEXT", args[0])
     elif form == FORM_PAIRS:
-        if args:
-            if args[0].sep:
-                for pair in args:
-                    yield Token("PAIR", pair)
-            else:
-                yield Token("LEGACY_PAIR", args[0])
+        yield _token("PAIRS" if args[0].sep else "LEGACY_PAIR", args)
     elif form == "healthcheck":
-        if args:
-            yield Token("HC_TYPE", args[0])
-            if command.json:
-                yield Token("JSON", args[1:])
-            elif len(args) > 1:
-                yield Token("TEXT", args[1])
-    elif form == "subcommand":
-        if command.sub is not None:
-            yield from _command_tokens(command.sub)
+        yield _token("HC_TYPE", args[0])
+        if len(args) > 1:
+            yield _token("TEXT", args[1])
+    else:
+        yield _token("WORDS", args)
 
 
 class _Partial(NamedTuple):
     """A command before its instruction line is known (the rule callbacks run bottom-up)."""
 
-    command: Command
+    source: object        # LogicalLine (top level) or Command (an ONBUILD's trigger)
     flags: tuple
     shape: str
     args: tuple
     sub: "_Partial | None"
 
 
-def _split(children):
-    """(keyword token, flags, remaining children) of a command rule."""
-    keyword = children[0]
-    if len(children) > 1 and type(children[1]) is list:
-        return keyword.value, tuple(children[1]), children[2:]
-    return keyword.value, (), children[1:]
+_SHAPES = {"JSON": EXEC, "TEXT": SHELL, "WORDS": WORDS, "PAIRS": PAIRS, "LEGACY_PAIR": LEGACY_PAIR}
+
+
+def _simple(children) -> _Partial:
+    """keyword FLAGS? ARGS? -> a partial node."""
+    source = children[0].value
+    i = 1
+    flags: tuple = ()
+    if len(children) > 1 and children[1].type == "FLAGS":
+        flags = children[1].value
+        i = 2
+    if i < len(children):
+        token = children[i]
+        value = token.value
+        return _Partial(source, flags, _SHAPES[token.type], value if type(value) is tuple else (value,), None)
+    return _Partial(source, flags, NONE, (), None)
 
 
 class SyntaxBuilder(Transformer):
@@ -167,77 +175,33 @@ class SyntaxBuilder(Transformer):
         return [c for c in children if type(c) is SyntaxNode]
 
     def directive(self, children):
-        return children[0]
-
-    def flags(self, children):
-        return [t.value for t in children]  # a list, so _split can tell flags from an argument form
-
-    def exec_form(self, children):
-        return (EXEC, tuple(children[0].value))
-
-    def shell_form(self, children):
-        return (SHELL, (children[0].value,))
-
-    def heredoc(self, children):
         return children[0].value
 
-    def exec_or_shell(self, children):
-        command, flags, rest = _split(children)
-        if rest:
-            shape, args = rest[0]
-            return _Partial(command, flags, shape, args, None)
-        return _Partial(command, flags, NONE, (), None)
-
-    def exec_or_words(self, children):
-        command, flags, rest = _split(children)
-        if rest and type(rest[0]) is tuple:
-            shape, args = rest[0]
-            return _Partial(command, flags, shape, args, None)
-        return _Partial(command, flags, WORDS if rest else NONE, tuple(t.value for t in rest), None)
-
-    def words_command(self, children):
-        command, flags, rest = _split(children)
-        return _Partial(command, flags, WORDS if rest else NONE, tuple(t.value for t in rest), None)
-
-    names_command = words_command
-
-    def string_command(self, children):
-        command, flags, rest = _split(children)
-        return _Partial(command, flags, SHELL if rest else NONE, tuple(t.value for t in rest), None)
-
-    def pairs_command(self, children):
-        command, flags, rest = _split(children)
-        if not rest:
-            return _Partial(command, flags, NONE, (), None)
-        shape = LEGACY_PAIR if rest[0].type == "LEGACY_PAIR" else PAIRS
-        return _Partial(command, flags, shape, tuple(t.value for t in rest), None)
+    exec_or_shell = exec_or_words = words_command = string_command = names_command = \
+        pairs_command = unknown_command = staticmethod(_simple)
 
     def healthcheck_command(self, children):
-        command, flags, rest = _split(children)
-        if not rest:
-            return _Partial(command, flags, NONE, (), None)
-        type_word = rest[0].value
-        if len(rest) > 1:
-            shape, args = rest[1]
-            return _Partial(command, flags, shape, (type_word,) + args, None)
-        return _Partial(command, flags, WORDS, (type_word,), None)
+        partial = _simple([c for c in children if c.type != "HC_TYPE"])
+        type_words = [c.value for c in children if c.type == "HC_TYPE"]
+        if not type_words:
+            return partial
+        shape = partial.shape if partial.args else WORDS
+        return partial._replace(shape=shape, args=tuple(type_words) + partial.args)
 
     def onbuild_command(self, children):
-        command, flags, rest = _split(children)
-        sub = rest[0] if rest else None
-        return _Partial(command, flags, NONE, (), sub)
-
-    def unknown_command(self, children):
-        command, flags, _ = _split(children)
-        return _Partial(command, flags, NONE, (), None)
+        sub = children[-1] if type(children[-1]) is _Partial else None
+        head = [c for c in children if type(c) is not _Partial and c.type != "SUBCOMMAND"]
+        return _simple(head)._replace(sub=sub)
 
     def instruction(self, children):
-        line = children[0].value
-        return _node(children[1], tuple(children[2:]), line)
+        partial = children[0]
+        line = partial.source
+        return _node(partial, tuple(t.value for t in children[1:]), line)
 
 
 def _node(partial: _Partial, heredocs: tuple, line: LogicalLine) -> SyntaxNode:
-    command = partial.command
+    source = partial.source
+    command = source.command if type(source) is LogicalLine else source
     sub = _node(partial.sub, (), line) if partial.sub is not None else None
     return SyntaxNode(command.keyword.lower(), command.keyword, command.keyword_offset, partial.flags,
                       partial.shape, partial.args, sub, heredocs, line)

@@ -30,10 +30,16 @@ def render_error(err: PybuildError) -> str:
         text = lines[number - 1].rstrip("\r\n").expandtabs(1)
         text = text.encode("utf-8", "backslashreplace").decode("utf-8")
         out.append(f" {number:>{width}} | {text}")
-        if span.column and number == span.line:
+        if number != span.line:
+            continue
+        if span.column:
             start = span.column - 1
             end = span.end_column - 1 if span.end_line == span.line and span.end_column > span.column else start + 1
-            out.append(f" {'':>{width}} | " + " " * start + "^" + "~" * max(end - start - 1, 0))
+        else:  # the whole line is at fault: underline all of it
+            start = len(text) - len(text.lstrip())
+            end = len(text.rstrip(" \\`"))
+        if end > start:
+            out.append(f" {'':>{width}} | " + " " * start + "^" + "~" * (end - start - 1))
     if last < span.end_line:
         out.append(f" {'':>{width}} | ...")
     return "\n".join(out)

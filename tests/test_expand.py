@@ -269,7 +269,8 @@ def test_heredoc_body_errors():
 
 # -- property: nothing but ExpansionError escapes ----------------------------------------------
 
-_ALPHABET = st.sampled_from(list("'\"${}:#%/\\`-+?=*@!0123 \t\nabcXY_é한😀\ufeff\x00\u00a0") + ["${", "\\$"])
+_ALPHABET = st.sampled_from(
+    list("'\"${}:#%/\\`-+?=*@!0123 \t\nabcXY_é한😀\ufeff\x00\u00a0") + ["${", "\\$"])
 _LEXERS = [ShellLexer(esc, raw_quotes=rq, raw_escapes=re_, skip_process_quotes=spq, skip_unset_env=sue)
            for esc in ("\\", "`") for rq in (False, True) for re_ in (False, True)
            for spq in (False, True) for sue in (False, True)]

@@ -15,11 +15,13 @@ from builder.dockerfile.expand import ShellLexer
 from builder.errors import ExpansionError
 
 _REPO = Path(__file__).resolve().parents[1]
-CASE_DIR = Path(os.environ.get("PYBUILD_CONFORMANCE_DIR", _REPO.parent / "shared" / "conformance" / "buildkit"))
+CASE_DIR = Path(os.environ.get("PYBUILD_CONFORMANCE_DIR",
+                               _REPO.parent / "shared" / "conformance" / "buildkit"))
 SHELL_DIR = CASE_DIR / "frontend" / "dockerfile" / "shell"
 
 # Go's strings.TrimSpace / unicode.IsSpace (Python's strip() also removes U+001C..U+001F).
-_GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+_GO_SPACE = ("\t\n\v\f\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B)))
+             + "\u2028\u2029\u202f\u205f\u3000")
 
 # lex_test.go: EnvsFromSlice([]string{"PWD=/home", "SHELL=bash", "KOREAN=한국어", "NULL="})
 ENV_VAR_TEST_ENV = {"PWD": "/home", "SHELL": "bash", "KOREAN": "한국어", "NULL": ""}

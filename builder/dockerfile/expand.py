@@ -15,8 +15,10 @@ Behaviour kept on purpose because BuildKit has it:
 * ``${a//p/r}`` honours Go's ``$0``/``$$`` replacement templates, ``${a/p/r}`` does not;
 * with ``skip_unset_env``, an unset ``${a//p/r}`` is written back as ``${a/p/r}``.
 
-Python recursion replaces Go's growable stacks, so absurdly deep ``${a:-${b:-…}}`` nesting
-(hundreds of levels) is reported as an :class:`ExpansionError` instead of being expanded.
+Known differences, both limited to pathological input: Python recursion replaces Go's growable
+stacks, so ``${a:-${b:-…}}`` nested hundreds of levels deep is reported as an
+:class:`ExpansionError`; and glob patterns run on Python's backtracking ``re`` rather than
+Go's linear-time RE2 (same matches, but a pattern with many ``*`` against a long value can be slow).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from functools import lru_cache
 
 from builder.errors import ExpansionError
 
-__all__ = ["ExpansionResult", "ShellLexer", "expand_heredoc_body"]
+__all__ = ["ExpansionResult", "ShellLexer", "expand_heredoc_body", "go_quote"]
 
 # Go's unicode.IsSpace (Unicode White_Space); Python's str.isspace also accepts U+001C..U+001F.
 _GO_SPACES = "\t\n\v\f\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
@@ -68,7 +70,7 @@ class ExpansionResult:
 class ShellLexer:
     """BuildKit's ``shell.Lex``: expands one Dockerfile word against an environment.
 
-    ``escape`` is the Dockerfile escape character (``\\`` or `````). The flags mirror Go's
+    ``escape`` is the Dockerfile escape character (a backslash or a backtick). The flags mirror Go's
     ``RawQuotes`` (keep quote characters in the output), ``RawEscapes`` (keep escape
     characters), ``SkipProcessQuotes`` (quotes are ordinary characters) and ``SkipUnsetEnv``
     (leave references to unset variables as written). A lexer holds no per-call state, so one
@@ -119,6 +121,8 @@ class ShellLexer:
 
     def process_word_with_matches(self, word: str, env: Mapping[str, str]) -> ExpansionResult:
         """Expand ``word`` and report which variable names were found / missing."""
+        if self._fast_words_check(word) is None and not word.startswith(_BOM):
+            return ExpansionResult(word, tuple(w for w in _SPACE_SPLIT(word) if w), _NO_NAMES, _NO_NAMES)
         words = _Words()
         result, run = self._run(word, env, capture=True, words=words)
         return ExpansionResult(result, tuple(words.finish()), frozenset(run.matched),
@@ -474,6 +478,7 @@ class _Run:
 
 
 _MISSING = object()
+_NO_NAMES: frozenset[str] = frozenset()
 
 
 # -- shell patterns (${a#p}, ${a%p}, ${a/p/r}) ------------------------------------------------

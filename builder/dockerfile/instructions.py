@@ -414,12 +414,15 @@ _RUN_FLAGS = {"mount": (fl.STRINGS, ()), "network": (fl.STRING, "default"),
 
 def _parse_run(node, args):
     f = fl.parse_flags(node, _RUN_FLAGS)
-    for spec in f.get("mount"):
+    if f.get("mount"):
         from .runmount import check_mount_from
-        try:
-            check_mount_from(spec)
-        except DockerfileError as err:
-            raise err.located(node.line.span) from None
+
+        for flag in node.flags:
+            if flag.text.startswith("--mount="):
+                try:
+                    check_mount_from(flag.text[len("--mount="):])
+                except DockerfileError as err:
+                    raise err.located(node.line.span_at(flag.offset, len(flag.text))) from None
     network = f.get("network")
     if network not in ("default", "none", "host"):
         raise _error(f"invalid network mode {_go_quote(network)}", node, span=_flag_span(node, "network"))

@@ -191,26 +191,37 @@ def _cut_pairs(key: str, rest: str, escape: str, base: int) -> tuple:
     return tuple(pairs)
 
 
+# BuildKit's parseHealthConfig finds the end of the type word by testing single bytes with
+# unicode.IsSpace: ASCII blanks, and the bytes 0x85 and 0xA0 even inside a UTF-8 character.
+_HEALTHCHECK_SPACE_BYTES = frozenset(b"\t\n\v\f\r \x85\xa0")
+
+
 def _cut_healthcheck(rest: str, escape: str, base: int) -> tuple[tuple, bool]:
+    data = rest.encode("utf-8", "surrogateescape")
     sep = 0
-    n = len(rest)
-    while sep < n and not w.is_go_space(rest[sep]):
+    n = len(data)
+    while sep < n and data[sep] not in _HEALTHCHECK_SPACE_BYTES:
         sep += 1
     if sep == 0:
         return (), False
     nxt = sep
-    while nxt < n and w.is_go_space(rest[nxt]):
+    while nxt < n and data[nxt] in _HEALTHCHECK_SPACE_BYTES:
         nxt += 1
-    args = [Word(rest[:sep], base)]
-    cmd = rest[nxt:]
+    if n == len(rest):
+        typ, cmd, cmd_offset = rest[:sep], rest[nxt:], base + nxt
+    else:  # a cut inside a character leaves undecodable bytes (surrogateescape; dumped as \xNN like Go)
+        typ = data[:sep].decode("utf-8", "surrogateescape")
+        cmd = data[nxt:].decode("utf-8", "surrogateescape")
+        cmd_offset = base + len(data[:nxt].decode("utf-8", "surrogateescape"))
+    args = [Word(typ, base)]
     is_json = False
     if cmd:
         array = w.parse_json_array(cmd)
         if array is not None:
             is_json = True
-            args.extend(Word(a, base + nxt) for a in array)
+            args.extend(Word(a, cmd_offset) for a in array)
         else:
-            args.append(Word(cmd, base + nxt))
+            args.append(Word(cmd, cmd_offset))
     return tuple(args), is_json
 
 
@@ -274,7 +285,9 @@ def _split_lines(text: str) -> list[str]:
 
 
 def _check_length(raw: str, lineno: int):
-    if len(raw) > MAX_LINE_BYTES // 4 and len(raw.rstrip("\r\n").encode("utf-8", "surrogateescape")) > MAX_LINE_BYTES:
+    # bufio.Scanner's limit: the line with its "\n" must fit in 64 KiB ("\r" counts like any byte).
+    body = raw[:-1] if raw.endswith("\n") else raw
+    if len(raw) > MAX_LINE_BYTES // 4 and len(body.encode("utf-8", "surrogateescape")) > MAX_LINE_BYTES:
         raise _error(f"dockerfile line greater than max allowed size of {MAX_LINE_BYTES}", lineno)
 
 

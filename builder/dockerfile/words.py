@@ -11,9 +11,14 @@ from __future__ import annotations
 import json
 import re
 
+from ..errors import DockerfileSyntaxError
+
 # Go's unicode.IsSpace: ASCII \t \n \v \f \r and space, U+0085, U+00A0, and categories Z*.
 GO_SPACE_CHARS = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 _GO_SPACE = frozenset(GO_SPACE_CHARS)
+# What ends a flag word for BuildKit's extractBuilderFlags, which looks at bytes (``rune(line[pos])``):
+# the ASCII blanks. (Bytes 0x85 and 0xA0 inside a UTF-8 character count too; we do not mangle.)
+_FLAG_SPACE = frozenset("\t\n\v\f\r ")
 # BuildKit's reWhitespace, used to split the keyword and whitespace-delimited argument lists.
 SPLIT_WS = re.compile(r"[\t\v\f\r ]+")
 _GO_WORD_RUN = re.compile("[^" + GO_SPACE_CHARS.replace("\n", "\\n") + "]+")
@@ -50,12 +55,13 @@ def extract_flags(rest: str, escape: str) -> tuple[list[tuple[str, int]], str, i
 
     Returns ([(flag, offset)], remaining text, offset of the remaining text). Quotes are removed and
     the escape character escapes the next character inside flags; a bare ``--`` ends the flags.
+    BuildKit walks this text byte by byte, so only ASCII blanks separate flags (``_FLAG_SPACE``).
     """
     flags: list[tuple[str, int]] = []
     n = len(rest)
     pos = 0
     while True:
-        while pos < n and rest[pos] in _GO_SPACE:
+        while pos < n and rest[pos] in _FLAG_SPACE:
             pos += 1
         if pos >= n:
             return flags, "", n
@@ -82,7 +88,7 @@ def extract_flags(rest: str, escape: str) -> tuple[list[tuple[str, int]], str, i
                 chars.append(ch)
                 pos += 1
                 continue
-            if ch in _GO_SPACE:
+            if ch in _FLAG_SPACE:
                 break
             if ch == "'" or ch == '"':
                 quote = ch
@@ -169,7 +175,7 @@ def split_whitespace(rest: str) -> list[tuple[str, int]]:
     return out
 
 
-class NotStringArray(ValueError):
+class NotStringArray(DockerfileSyntaxError):
     """Valid JSON array whose elements are not all strings (BuildKit rejects the instruction)."""
 
 

@@ -120,12 +120,13 @@ def _command_tokens(command: Command, source):
         if form == "subcommand" and command.sub is not None:
             yield _token("SUBCOMMAND", None)
             yield from _command_tokens(command.sub, command.sub)
+        elif command.json:
+            yield _token("JSON", args)  # an empty array: still exec form (`ENTRYPOINT []`)
         return
     if command.json:
         if form == "healthcheck":
             yield _token("HC_TYPE", args[0])
-            if len(args) > 1:
-                yield _token("JSON", args[1:])
+            yield _token("JSON", args[1:])
         else:
             yield _token("JSON", args)
     elif form == "exec_or_shell" or form == "string":
@@ -185,7 +186,7 @@ class SyntaxBuilder(Transformer):
         type_words = [c.value for c in children if c.type == "HC_TYPE"]
         if not type_words:
             return partial
-        shape = partial.shape if partial.args else WORDS
+        shape = partial.shape if partial.shape != NONE else WORDS
         return partial._replace(shape=shape, args=tuple(type_words) + partial.args)
 
     def onbuild_command(self, children):

@@ -124,14 +124,8 @@ def _error(message: str, start: int, end: int | None = None) -> DockerfileSyntax
 
 def cut_command(text: str, escape: str, base: int = 0) -> Command:
     """Cut one logical line into keyword, flags and arguments the way BuildKit's parser does."""
-    keyword, kw_off, rest, rest_off = w.split_command(text)
-    flags: tuple = ()
-    if rest:
-        raw_flags, rest, consumed = w.extract_flags(rest, escape)
-        flags = tuple(Word(f, rest_off + base + o) for f, o in raw_flags)
-        rest_off += consumed
-        rest, left = w.go_trim_space(rest)
-        rest_off += left
+    keyword, kw_off, raw_flags, rest, rest_off = w.split_head(text, escape)
+    flags = tuple(Word(f, base + o) for f, o in raw_flags) if raw_flags else ()
     args_offset = rest_off + base
     form = DISPATCH.get(keyword.lower(), FORM_IGNORED)
     is_json = False
@@ -309,13 +303,15 @@ def prepass(text: str) -> PrepassResult:
     total = len(raw_lines)
     i = 0
     space = w.GO_SPACE_CHARS
+    long_line = MAX_LINE_BYTES // 4
+    scanning_directives = True
     while i < total:
         raw = raw_lines[i]
-        _check_length(raw, i + 1)
+        if len(raw) > long_line:
+            _check_length(raw, i + 1)
         stripped_nl = raw.rstrip("\r\n")
         first = stripped_nl.lstrip(space)
-        lead = len(stripped_nl) - len(first)
-        is_comment = first.startswith("#")
+        is_comment = first[:1] == "#"
         if is_comment:
             # BuildKit trims what follows the line's first character, leading blanks and all.
             comment = raw[1:].strip(space)
@@ -323,8 +319,9 @@ def prepass(text: str) -> PrepassResult:
                 comments.append(comment)
             else:
                 comments = []
-        if not directives.done:
+        if scanning_directives:
             directive = directives.feed(first, i + 1)
+            scanning_directives = not directives.done
             if directive is not None:
                 if comments:
                     comments.pop()
@@ -333,34 +330,43 @@ def prepass(text: str) -> PrepassResult:
                         raise _error(f"invalid escape token '{directive.value}' does not match ` or \\", i + 1)
                     escape = directive.value
         i += 1
-        start_line = i
-        if is_comment:
-            first = ""
-        piece, ends = _strip_continuation(first, escape)
-        if ends and not piece:
+        if is_comment or not first:
             continue
-        pieces = [piece]
-        segments = [(0, start_line, lead)]
-        length = len(piece)
+        start_line = i
+        lead = len(stripped_nl) - len(first)
+        if escape in first:
+            piece, ends = _strip_continuation(first, escape)
+        else:
+            piece, ends = first, True
         empty_continuation = False
-        while not ends and i < total:
-            raw = raw_lines[i]
-            _check_length(raw, i + 1)
-            line = raw.rstrip("\r\n")
-            if not directives.done:
-                directives.feed(line, i + 1)
-            i += 1
-            body = line.lstrip(space)
-            if body.startswith("#"):
-                continue
-            if not body:
-                empty_continuation = True
-                continue
-            line, ends = _strip_continuation(line, escape)
-            segments.append((length, i, 0))
-            pieces.append(line)
-            length += len(line)
-        logical = "".join(pieces) if len(pieces) > 1 else pieces[0]
+        if ends:
+            logical = piece
+            segments: tuple | list = ((0, start_line, lead),)
+        else:
+            pieces = [piece]
+            segments = [(0, start_line, lead)]
+            length = len(piece)
+            while not ends and i < total:
+                raw = raw_lines[i]
+                if len(raw) > long_line:
+                    _check_length(raw, i + 1)
+                line = raw.rstrip("\r\n")
+                if scanning_directives:
+                    directives.feed(line, i + 1)
+                    scanning_directives = not directives.done
+                i += 1
+                body = line.lstrip(space)
+                if body[:1] == "#":
+                    continue
+                if not body:
+                    empty_continuation = True
+                    continue
+                line, ends = _strip_continuation(line, escape)
+                segments.append((length, i, 0))
+                pieces.append(line)
+                length += len(line)
+            logical = "".join(pieces)
+            segments = tuple(segments)
         if empty_continuation:
             warnings.append((f"Empty continuation line found in: {logical}", i))
         try:
@@ -393,9 +399,10 @@ def prepass(text: str) -> PrepassResult:
                     raise _error("unterminated heredoc", start_line, i)
                 bodies.append(doc._replace(content="".join(content)))
             heredocs = tuple(bodies)
-        out.append(LogicalLine(logical, start_line, i, tuple(segments), tuple(comments),
+        out.append(LogicalLine(logical, start_line, i, segments, tuple(comments) if comments else (),
                                empty_continuation, command, heredocs))
-        comments = []
+        if comments:
+            comments = []
     if not out:
         raise _error("file with no instructions", max(total, 1))
     return PrepassResult(tuple(directives.found), tuple(out), escape, tuple(warnings), raw_lines)

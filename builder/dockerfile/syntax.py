@@ -104,8 +104,6 @@ class PrepassLexer(Lexer):
             yield _token("DIRECTIVE", directive)
         for line in data.lines:
             yield from _command_tokens(line.command, line)
-            for doc in line.heredocs:
-                yield _token("HEREDOC", doc)
 
 
 def _command_tokens(command: Command, source):
@@ -142,9 +140,9 @@ def _command_tokens(command: Command, source):
 
 
 class _Partial(NamedTuple):
-    """A command before its instruction line is known (the rule callbacks run bottom-up)."""
+    """An ONBUILD's trigger before its instruction line is known (rule callbacks run bottom-up)."""
 
-    source: object        # LogicalLine (top level) or Command (an ONBUILD's trigger)
+    command: Command
     flags: tuple
     shape: str
     args: tuple
@@ -154,19 +152,31 @@ class _Partial(NamedTuple):
 _SHAPES = {"JSON": EXEC, "TEXT": SHELL, "WORDS": WORDS, "PAIRS": PAIRS, "LEGACY_PAIR": LEGACY_PAIR}
 
 
-def _simple(children) -> _Partial:
-    """keyword FLAGS? ARGS? -> a partial node."""
+def _simple(children, sub=None):
+    """keyword FLAGS? ARGS? -> a syntax node (or a partial one for an ONBUILD's trigger)."""
     source = children[0].value
-    i = 1
     flags: tuple = ()
-    if len(children) > 1 and children[1].type == "FLAGS":
-        flags = children[1].value
-        i = 2
-    if i < len(children):
-        token = children[i]
-        value = token.value
-        return _Partial(source, flags, _SHAPES[token.type], value if type(value) is tuple else (value,), None)
-    return _Partial(source, flags, NONE, (), None)
+    shape, args = NONE, ()
+    for token in children[1:]:
+        kind = token.type
+        if kind == "FLAGS":
+            flags = token.value
+        elif kind in _SHAPES:
+            value = token.value
+            shape, args = _SHAPES[kind], (value if type(value) is tuple else (value,))
+    if type(source) is LogicalLine:
+        return _node(source.command, flags, shape, args, sub, source)
+    return _Partial(source, flags, shape, args, sub)
+
+
+def _node(command: Command, flags, shape, args, sub, line: LogicalLine) -> SyntaxNode:
+    if sub is not None:
+        sub = _node(sub.command, sub.flags, sub.shape, sub.args, sub.sub, line)
+        heredocs = line.heredocs
+    else:
+        heredocs = line.heredocs if command is line.command else ()
+    return SyntaxNode(command.keyword.lower(), command.keyword, command.keyword_offset, flags, shape, args,
+                      sub, heredocs, line)
 
 
 class SyntaxBuilder(Transformer):
@@ -182,30 +192,16 @@ class SyntaxBuilder(Transformer):
         pairs_command = unknown_command = staticmethod(_simple)
 
     def healthcheck_command(self, children):
-        partial = _simple([c for c in children if c.type != "HC_TYPE"])
-        type_words = [c.value for c in children if c.type == "HC_TYPE"]
+        node = _simple([c for c in children if c.type != "HC_TYPE"])
+        type_words = tuple(c.value for c in children if c.type == "HC_TYPE")
         if not type_words:
-            return partial
-        shape = partial.shape if partial.shape != NONE else WORDS
-        return partial._replace(shape=shape, args=tuple(type_words) + partial.args)
+            return node
+        return node._replace(shape=node.shape if node.shape != NONE else WORDS, args=type_words + node.args)
 
     def onbuild_command(self, children):
         sub = children[-1] if type(children[-1]) is _Partial else None
-        head = [c for c in children if type(c) is not _Partial and c.type != "SUBCOMMAND"]
-        return _simple(head)._replace(sub=sub)
-
-    def instruction(self, children):
-        partial = children[0]
-        line = partial.source
-        return _node(partial, tuple(t.value for t in children[1:]), line)
-
-
-def _node(partial: _Partial, heredocs: tuple, line: LogicalLine) -> SyntaxNode:
-    source = partial.source
-    command = source.command if type(source) is LogicalLine else source
-    sub = _node(partial.sub, (), line) if partial.sub is not None else None
-    return SyntaxNode(command.keyword.lower(), command.keyword, command.keyword_offset, partial.flags,
-                      partial.shape, partial.args, sub, heredocs, line)
+        head = [c for c in children if type(c) is Token and c.type != "SUBCOMMAND"]
+        return _simple(head, sub)
 
 
 def parse_text(text: str, filename: str = "Dockerfile") -> SyntaxTree:

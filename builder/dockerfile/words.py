@@ -50,6 +50,50 @@ def split_command(line: str) -> tuple[str, int, str, int]:
     return body[: m.start()], left, body[m.end():], left + m.end()
 
 
+_NOT_PLAIN = re.compile(r"[^\t\x20-\x7e]|['\"\\\\`]")
+
+
+def split_head(text: str, escape: str) -> tuple[str, int, list[tuple[str, int]], str, int]:
+    """``split_command`` + ``extract_flags`` + trimming, in one step.
+
+    Returns (keyword, keyword offset, [(flag, offset)], arguments, arguments offset). Lines of plain
+    ASCII with no quotes and no escape characters (most lines) take a fast path built on str.split,
+    where Go's notion of a blank is just space and tab.
+    """
+    if _NOT_PLAIN.search(text) is None:
+        words = text.split()
+        if not words:
+            return "", 0, [], "", len(text)
+        keyword = words[0]
+        pos = text.find(keyword)
+        kw_off = pos
+        pos += len(keyword)
+        flags: list[tuple[str, int]] = []
+        count = len(words)
+        i = 1
+        while i < count and words[i].startswith("--"):
+            word = words[i]
+            at = text.find(word, pos)
+            pos = at + len(word)
+            i += 1
+            if word == "--":
+                break
+            flags.append((word, at))
+        rest = text[pos:]
+        stripped = rest.lstrip(" \t")
+        rest_off = pos + len(rest) - len(stripped)
+        return keyword, kw_off, flags, stripped.rstrip(" \t"), rest_off
+    keyword, kw_off, rest, rest_off = split_command(text)
+    flags = []
+    if rest:
+        raw_flags, rest, consumed = extract_flags(rest, escape)
+        flags = [(f, rest_off + o) for f, o in raw_flags]
+        rest_off += consumed
+        rest, left = go_trim_space(rest)
+        rest_off += left
+    return keyword, kw_off, flags, rest, rest_off
+
+
 def extract_flags(rest: str, escape: str) -> tuple[list[tuple[str, int]], str, int]:
     """Take the leading ``--flag`` words off ``rest``.
 

@@ -74,8 +74,22 @@ def flag_error(message: str, flag: Word, node, hint: str | None = None) -> Instr
     return InstructionError(message, node.line.span_at(flag.offset, len(flag.text)), hint=hint)
 
 
+_DEFAULTS: dict[int, tuple[dict, FlagValues]] = {}
+
+
+def _defaults(spec: dict) -> FlagValues:
+    """The values of an instruction written without flags (shared: FlagValues are read-only)."""
+    found = _DEFAULTS.get(id(spec))
+    if found is None or found[0] is not spec:
+        values = {name: (() if kind == STRINGS else default) for name, (kind, default) in spec.items()}
+        found = _DEFAULTS[id(spec)] = (spec, FlagValues(values, frozenset()))
+    return found[1]
+
+
 def parse_flags(node, spec: dict[str, tuple[str, object]]) -> FlagValues:
     """Check ``node.flags`` against ``spec`` (name -> (kind, default))."""
+    if not node.flags:
+        return _defaults(spec)
     values: dict = {name: (() if kind == STRINGS else default) for name, (kind, default) in spec.items()}
     used: set[str] = set()
     for flag in node.flags:

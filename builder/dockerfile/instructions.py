@@ -277,6 +277,8 @@ def _command_line(node: SyntaxNode, args: list[str]) -> tuple:
 
 
 def _inline_files(node: SyntaxNode) -> tuple:
+    if not node.heredocs:
+        return ()
     return tuple(InlineFile(h.name, h.content, h.chomp, h.expand) for h in node.heredocs)
 
 
@@ -423,10 +425,10 @@ def _parse_run(node, args):
                     check_mount_from(flag.text[len("--mount="):])
                 except DockerfileError as err:
                     raise err.located(node.line.span_at(flag.offset, len(flag.text))) from None
-    network = f.get("network")
+    network = f.values["network"]
     if network not in ("default", "none", "host"):
         raise _error(f"invalid network mode {_go_quote(network)}", node, span=_flag_span(node, "network"))
-    security = f.get("security")
+    security = f.values["security"]
     if security not in ("sandbox", "insecure"):
         raise _error(f"security {_go_quote(security)} is not valid", node, span=_flag_span(node, "security"))
     for spec in f.get("device"):

@@ -1,20 +1,17 @@
 """The parser layer: Dockerfile text -> syntax tree (``SyntaxTree`` of ``SyntaxNode``).
 
-The pre-pass produces the pieces, ``PrepassLexer`` hands them to the Lark grammar as tokens, and
-``SyntaxBuilder`` (run inline by the LALR parser, so no intermediate parse tree is built) turns each
-grammar rule into an immutable node. The tree says nothing about whether an instruction is valid;
-that is the instruction layer's job (``instructions.py``), as in BuildKit.
+The pre-pass (``prepass.py``) produces the pieces, the Lark grammar (``grammar.py``) puts them
+together into these immutable nodes. The tree says nothing about whether an instruction is valid;
+that is the instruction layer's job (``instructions.py``), as in BuildKit. This module does not
+import Lark, so code that only reads syntax trees (a cached parse, for instance) stays cheap.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-from lark import Token, Transformer
-from lark.lexer import Lexer
-
 from ..errors import DockerfileError
-from .prepass import FORM_PAIRS, Command, Heredoc, LogicalLine, PrepassResult, Word, decode, prepass
+from .prepass import Heredoc, LogicalLine, Word, decode, prepass
 
 # Argument shapes of a node.
 EXEC = "exec"            # JSON array
@@ -77,131 +74,6 @@ class SyntaxTree(NamedTuple):
             if d.name == name:
                 return d.value
         return None
-
-
-_KEYWORD_TOKENS = {
-    "exec_or_shell": "KW_EXEC_OR_SHELL", "exec_or_words": "KW_EXEC_OR_WORDS", "words": "KW_WORDS",
-    "string": "KW_STRING", "names": "KW_NAMES", "pairs": "KW_PAIRS", "healthcheck": "KW_HEALTHCHECK",
-    "subcommand": "KW_ONBUILD", "ignored": "KW_UNKNOWN",
-}
-
-
-def _token(kind: str, value) -> Token:
-    """A token carrying a Python object (Token is a str subclass: skip the costly str(value))."""
-    token = Token(kind, "")
-    token.value = value
-    return token
-
-
-class PrepassLexer(Lexer):
-    """Feeds the pre-pass's pieces to the grammar as tokens (one logical line after another)."""
-
-    def __init__(self, lexer_conf):
-        pass
-
-    def lex(self, data: PrepassResult, *_):
-        for directive in data.directives:
-            yield _token("DIRECTIVE", directive)
-        for line in data.lines:
-            yield from _command_tokens(line.command, line)
-
-
-def _command_tokens(command: Command, source):
-    """Tokens of one command; the keyword token carries ``source`` (the LogicalLine, or the nested
-    Command of an ONBUILD)."""
-    form = command.form
-    yield _token(_KEYWORD_TOKENS[form], source)
-    if command.flags:
-        yield _token("FLAGS", command.flags)
-    args = command.args
-    if not args:
-        if form == "subcommand" and command.sub is not None:
-            yield _token("SUBCOMMAND", None)
-            yield from _command_tokens(command.sub, command.sub)
-        elif command.json:
-            yield _token("JSON", args)  # an empty array: still exec form (`ENTRYPOINT []`)
-        return
-    if command.json:
-        if form == "healthcheck":
-            yield _token("HC_TYPE", args[0])
-            yield _token("JSON", args[1:])
-        else:
-            yield _token("JSON", args)
-    elif form == "exec_or_shell" or form == "string":
-        yield _token("TEXT", args[0])
-    elif form == FORM_PAIRS:
-        yield _token("PAIRS" if args[0].sep else "LEGACY_PAIR", args)
-    elif form == "healthcheck":
-        yield _token("HC_TYPE", args[0])
-        if len(args) > 1:
-            yield _token("TEXT", args[1])
-    else:
-        yield _token("WORDS", args)
-
-
-class _Partial(NamedTuple):
-    """An ONBUILD's trigger before its instruction line is known (rule callbacks run bottom-up)."""
-
-    command: Command
-    flags: tuple
-    shape: str
-    args: tuple
-    sub: "_Partial | None"
-
-
-_SHAPES = {"JSON": EXEC, "TEXT": SHELL, "WORDS": WORDS, "PAIRS": PAIRS, "LEGACY_PAIR": LEGACY_PAIR}
-
-
-def _simple(children, sub=None):
-    """keyword FLAGS? ARGS? -> a syntax node (or a partial one for an ONBUILD's trigger)."""
-    source = children[0].value
-    flags: tuple = ()
-    shape, args = NONE, ()
-    for token in children[1:]:
-        kind = token.type
-        if kind == "FLAGS":
-            flags = token.value
-        elif kind in _SHAPES:
-            value = token.value
-            shape, args = _SHAPES[kind], (value if type(value) is tuple else (value,))
-    if type(source) is LogicalLine:
-        return _node(source.command, flags, shape, args, sub, source)
-    return _Partial(source, flags, shape, args, sub)
-
-
-def _node(command: Command, flags, shape, args, sub, line: LogicalLine) -> SyntaxNode:
-    if sub is not None:
-        sub = _node(sub.command, sub.flags, sub.shape, sub.args, sub.sub, line)
-        heredocs = line.heredocs
-    else:
-        heredocs = line.heredocs if command is line.command else ()
-    return SyntaxNode(command.keyword.lower(), command.keyword, command.keyword_offset, flags, shape, args,
-                      sub, heredocs, line)
-
-
-class SyntaxBuilder(Transformer):
-    """Grammar rules -> syntax nodes. Runs inside the LALR parser (no parse tree is built)."""
-
-    def start(self, children):
-        return [c for c in children if type(c) is SyntaxNode]
-
-    def directive(self, children):
-        return children[0].value
-
-    exec_or_shell = exec_or_words = words_command = string_command = names_command = \
-        pairs_command = unknown_command = staticmethod(_simple)
-
-    def healthcheck_command(self, children):
-        node = _simple([c for c in children if c.type != "HC_TYPE"])
-        type_words = tuple(c.value for c in children if c.type == "HC_TYPE")
-        if not type_words:
-            return node
-        return node._replace(shape=node.shape if node.shape != NONE else WORDS, args=type_words + node.args)
-
-    def onbuild_command(self, children):
-        sub = children[-1] if type(children[-1]) is _Partial else None
-        head = [c for c in children if type(c) is Token and c.type != "SUBCOMMAND"]
-        return _simple(head, sub)
 
 
 def parse_text(text: str, filename: str = "Dockerfile") -> SyntaxTree:

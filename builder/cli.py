@@ -94,7 +94,8 @@ def check_command(path, build_args, fmt):
     from .dockerfile.checks import run_checks
     from .dockerfile.instructions import parse_dockerfile
 
-    report = run_checks(parse_dockerfile(data, name), _build_args(build_args))
+    args = _build_args(build_args)
+    report = run_checks(parse_dockerfile(data, name, args), args)
     if fmt == "json":
         import json
 

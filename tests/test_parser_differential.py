@@ -70,6 +70,7 @@ import json
 import os
 import random
 import re
+from pathlib import Path
 
 import pytest
 
@@ -81,8 +82,9 @@ from builder.errors import DockerfileError
 dockerfile = pytest.importorskip("dockerfile")
 
 # How many generated files per test run (override with PYBUILD_DIFF_CASES); seeds are fixed.
-N_CASES = int(os.environ.get("PYBUILD_DIFF_CASES", "400"))
-N_HEREDOC_CASES = int(os.environ.get("PYBUILD_DIFF_HEREDOC_CASES", "250"))
+N_CASES = int(os.environ.get("PYBUILD_DIFF_CASES", "600"))
+N_HEREDOC_CASES = int(os.environ.get("PYBUILD_DIFF_HEREDOC_CASES", "400"))
+N_MUTATIONS = int(os.environ.get("PYBUILD_DIFF_MUTATIONS", "600"))
 
 _KNOWN = frozenset(("add", "arg", "cmd", "copy", "entrypoint", "env", "expose", "from", "healthcheck",
                     "label", "maintainer", "onbuild", "run", "shell", "stopsignal", "user", "volume",
@@ -629,6 +631,53 @@ def test_generated_dockerfiles_with_heredocs(chunk):
     assert skipped <= len(seeds) // 5, f"too many files skipped as version-sensitive: {skipped}"
 
 
+_CONFORMANCE = Path(os.environ.get(
+    "PYBUILD_CONFORMANCE_DIR", Path(__file__).resolve().parent.parent.parent / "shared" / "conformance" / "buildkit"))
+_TESTFILES = _CONFORMANCE / "frontend" / "dockerfile" / "parser" / "testfiles"
+_INJECT = ["\\", "`", '"', "'", "<<", "<<EOF\n", "<<-EOF\n", "[", "]", "#", "--", "\n", "\r", "\ufeff", "é",
+           "\u00a0", "\u3000", " ", "\t", "=", "\\\n", "`\n", "# escape=`\n", "EOF\n", "{", "$", "${a}",
+           "\n#\n", "\\\\\n", "\\ \n", "\n\n", "ONBUILD ", "--x ", '"]', "\\\t\n"]
+
+
+def mutate(r: random.Random, text: str) -> str:
+    """Insert, delete, duplicate characters and lines; inject Dockerfile-meaningful snippets."""
+    for _ in range(r.randrange(1, 6)):
+        lines = text.split("\n")
+        op = r.randrange(6)
+        pos = r.randrange(len(text) + 1)
+        if op == 0:
+            text = text[:pos] + r.choice(_INJECT) + text[pos:]
+        elif op == 1:
+            text = text[:pos] + text[pos + 1:]
+        elif op == 2:
+            lines.insert(r.randrange(len(lines)), lines[r.randrange(len(lines))])
+            text = "\n".join(lines)
+        elif op == 3 and len(lines) > 1:
+            del lines[r.randrange(len(lines))]
+            text = "\n".join(lines)
+        elif op == 4:
+            text = text[:pos] + text[pos - 1:pos] * 2 + text[pos:]
+        else:
+            text = text[:pos] + r.choice(_INJECT) + r.choice(_INJECT) + text[pos:]
+    return text
+
+
+@pytest.mark.skipif(not _TESTFILES.is_dir(), reason="BuildKit parser test data not found")
+def test_mutated_buildkit_testfiles():
+    originals = [(d / "Dockerfile").read_bytes().decode("utf-8") for d in sorted(_TESTFILES.iterdir())]
+    failures, skipped = [], 0
+    for seed in range(N_MUTATIONS):
+        r = random.Random(seed)
+        text = mutate(r, r.choice(originals))
+        problem = compare(text)
+        if problem is not None and skip_reason(text) is not None:
+            skipped += 1
+        elif problem is not None:
+            failures.append(f"mutation {seed}: {problem}\n    {text!r}")
+    assert not failures, "\n".join(failures[:5])
+    assert skipped <= N_MUTATIONS // 10
+
+
 def test_generator_covers_the_interesting_features():
     texts = [generate(s) for s in range(N_CASES)] + [generate(100_000 + s, True) for s in range(N_HEREDOC_CASES)]
     joined = "".join(texts)
@@ -645,14 +694,18 @@ REGRESSIONS = [
     # byte that is not "-" and stops: no flags (we skipped the Unicode space and took "--x" as a flag).
     "RUN \u00a0--x y\n",
     "COPY \u3000--from=a b c\n",
-    # A Unicode space after an ASCII flag word does not end it for Go (bytes 0xE3 0x80 0x80 are not
-    # spaces); only ASCII blanks end flag words.
-    "FROM a\nRUN --x\u3000--y z\n",
     # Over-long lines: bufio.Scanner's limit counts the line's bytes with its "\r" (only "\n" is the
-    # separator): 65535 characters + "\r\n" is too long.
+    # separator): 65535 characters + "\r\n" is too long. (The last two are boundary checks.)
     "FROM a\nRUN " + "x" * 65531 + "\r\n",
     "FROM a\nRUN " + "x" * 65530 + "\r\n",
     "FROM a\nRUN " + "x" * 65532,
+    "FROM a\nRUN " + "x" * 65531 + "\n",
+    # An empty JSON array is still the exec form (json attribute set, no values).
+    "RUN []\nVOLUME []\nCMD --x []\nONBUILD ENTRYPOINT []\n",
+    "HEALTHCHECK CMD []\n",
+    # A JSON array holding a non-string is an error in every exec-or-words instruction too.
+    'COPY ["a", 1]\n',
+    'ONBUILD VOLUME [["a"]]\n',
     # HEALTHCHECK's type word ends at a byte Go's unicode.IsSpace accepts: U+3000 is no such byte.
     "HEALTHCHECK CMD\u3000curl x\n",
     "HEALTHCHECK CMD \u3000curl x\n",
@@ -662,6 +715,16 @@ REGRESSIONS = [
 @pytest.mark.parametrize("text", REGRESSIONS, ids=range(len(REGRESSIONS)))
 def test_regressions(text):
     assert compare(text) is None
+
+
+def test_only_ascii_blanks_end_a_flag_word():
+    # U+3000 is the bytes E3 80 80, none a space for Go's byte-wise test: the flag goes on (Go then
+    # mangles the bytes of the character, which we do not), and the argument is the same.
+    text = "FROM a\nRUN --x\u3000--y z\n"
+    node = parse_text(text).nodes[1]
+    assert [f.text for f in node.flags] == ["--x\u3000--y"] and node.values() == ["z"]
+    go = theirs(text)[1][1]
+    assert go["flags"] == ("--x\u00e3\u0080\u0080--y",) and go["value"] == ("z",)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Callable
 from ..errors import DockerfileError, InstructionError, Span
 from . import flags as fl
 from .prepass import Heredoc, parse_heredoc_word
+from .frontend import Frontend
 from .syntax import EXEC, LEGACY_PAIR, NONE, PAIRS, SyntaxNode, SyntaxTree
 
 INSTRUCTION_NAMES = ("ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM", "HEALTHCHECK",
@@ -235,7 +236,8 @@ class Dockerfile:
     """A whole Dockerfile: directives, global (meta) ARGs and stages."""
 
     filename: str
-    syntax: str | None         # the "# syntax=" frontend reference, as written
+    syntax: str | None         # the "# syntax=" directive, as written
+    frontend: "Frontend"       # what it resolved to (always docker/dockerfile 1.x: pybuild itself)
     escape: str
     directives: tuple          # of (name, value, line)
     meta_args: tuple           # of ArgInstruction before the first FROM
@@ -650,13 +652,20 @@ def _go_quote(text: str) -> str:
 # Whole files
 
 
-def build_dockerfile(tree: SyntaxTree) -> Dockerfile:
-    """Group typed instructions into stages; only ARG may come before the first FROM."""
+def build_dockerfile(tree: SyntaxTree, build_args: dict | None = None) -> Dockerfile:
+    """Group typed instructions into stages; only ARG may come before the first FROM.
+
+    ``build_args`` matters only for ``BUILDKIT_SYNTAX``, which overrides the ``# syntax=`` directive.
+    """
+    from .frontend import resolve_frontend
+
     meta_args: list[ArgInstruction] = []
     stages: list[Stage] = []
     current: FromInstruction | None = None
     body: list[Instruction] = []
+    syntax_line = next((d.line for d in tree.directives if d.name == "syntax"), 0)
     try:
+        frontend = resolve_frontend(tree.directive("syntax"), syntax_line, build_args)
         for node in tree.nodes:
             instruction = parse_instruction(node)
             if type(instruction) is FromInstruction:
@@ -676,7 +685,7 @@ def build_dockerfile(tree: SyntaxTree) -> Dockerfile:
     except DockerfileError as err:
         raise err.with_source(tree.filename, tree.source_lines)
     syntax = tree.directive("syntax")
-    return Dockerfile(tree.filename, syntax, tree.escape,
+    return Dockerfile(tree.filename, syntax, frontend, tree.escape,
                       tuple((d.name, d.value, d.line) for d in tree.directives),
                       tuple(meta_args), tuple(stages), tree)
 
@@ -691,12 +700,12 @@ def _check_stage_references(stages: list[Stage]) -> None:
                              span=_flag_span(instruction.node, "from"))
 
 
-def parse_dockerfile(data: bytes | str, filename: str = "Dockerfile") -> Dockerfile:
+def parse_dockerfile(data: bytes | str, filename: str = "Dockerfile", build_args: dict | None = None) -> Dockerfile:
     """Dockerfile bytes or text -> typed ``Dockerfile`` (raises DockerfileError with a location)."""
     from .syntax import parse_bytes, parse_text
 
     tree = parse_bytes(data, filename) if isinstance(data, bytes) else parse_text(data, filename)
-    return build_dockerfile(tree)
+    return build_dockerfile(tree, build_args)
 
 
 __all__ = [name for name in dir() if name.endswith("Instruction")] + [

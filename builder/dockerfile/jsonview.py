@@ -36,6 +36,7 @@ def dockerfile_to_json(dockerfile: Dockerfile) -> dict:
     return {
         "file": dockerfile.filename,
         "syntax": dockerfile.syntax,
+        "frontend": _value(dockerfile.frontend),
         "escape": dockerfile.escape,
         "directives": [{"name": n, "value": v, "line": line} for n, v, line in dockerfile.directives],
         "meta_args": [instruction_to_json(a) for a in dockerfile.meta_args],

@@ -95,15 +95,20 @@ def check_command(path, build_args, fmt):
     from .dockerfile.instructions import parse_dockerfile
 
     args = _build_args(build_args)
-    report = run_checks(parse_dockerfile(data, name, args), args)
+    report = run_checks(parse_dockerfile(data, name, args), args, collect_errors=True)
     if fmt == "json":
         import json
 
         click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
-    else:
-        text = report.render()
-        if text:
-            click.echo(text, err=False)
+        sys.exit(report.exit_code)
+    if report.error is not None:
+        # Warnings found before the failure are still worth reading; then the error, as any other.
+        if report.warnings:
+            import dataclasses
+
+            click.echo(dataclasses.replace(report, error=None).render())
+        raise report.error
+    click.echo(report.render())
     sys.exit(report.exit_code)
 
 

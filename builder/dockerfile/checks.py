@@ -27,7 +27,7 @@ from .evaluate import (
     NON_ENV_ARGS, BaseImageConfig, EvalContext, Platform, StageState, builtin_args, check_base_name,
     dispatch, dispatch_arg, evaluate_meta_args, expand_base_name, expand_platform, host_platform, is_abs_path,
     make_context, parse_image_reference, parse_onbuild_triggers, parse_platform, parse_stage_platform,
-    split_port_spec, start_stage, suggest,
+    require_stages, split_port_spec, start_stage, suggest,
 )
 from .instructions import (
     ArgInstruction, CmdInstruction, Dockerfile, EntrypointInstruction, EnvInstruction, ExposeInstruction,
@@ -397,13 +397,14 @@ class _Checker:
             if message.startswith("Empty continuation line"):
                 self.warn(g, R["NoEmptyContinuation"], Span(line), "Empty continuation line")
         self.parse_time_rules()
+        require_stages(df)
         self.stage_names()
         self.command_casing()
         self.default_args_in_from()
         ctx = make_context(df, self.build_args, build_platform=self.build_platform,
                            target_platform=self.target_platform)
-        platforms = [self.resolve_from(stage, ctx) for stage in df.stages]
-        self.dispatch_stages(ctx, platforms)
+        froms = [self.resolve_from(stage, ctx) for stage in df.stages]
+        self.dispatch_stages(ctx, froms)
 
     def _instructions_in_order(self) -> Iterable[Instruction]:
         yield from self.df.meta_args

@@ -45,10 +45,11 @@ __all__ = [
     "Env", "ArgValue", "GlobalArgs", "BaseImageConfig", "StageState", "EvalContext", "Expanded", "Step",
     "ArgStep", "ResolvedFrom", "PortSpec", "ImageReference", "StageEvaluation", "Evaluation",
     "BUILTIN_ARGS", "PROXY_ARGS", "NON_ENV_ARGS", "DEFAULT_PATH_UNIX", "DEFAULT_PATH_WINDOWS",
-    "builtin_args", "proxy_env", "evaluate_meta_args", "make_context", "expand_base_name", "expand_platform",
-    "parse_stage_platform", "resolve_from", "start_stage", "expand_instruction", "dispatch", "dispatch_arg",
-    "undefined_names", "parse_onbuild_triggers", "split_port_spec", "parse_expose_ports",
-    "parse_image_reference", "is_abs_path", "evaluate_dockerfile",
+    "builtin_args", "proxy_env", "evaluate_meta_args", "make_context", "expand_base_name", "check_base_name",
+    "expand_platform", "parse_stage_platform", "resolve_from", "suggest", "base_config_for", "start_stage",
+    "expand_instruction", "dispatch", "dispatch_arg", "undefined_names", "parse_onbuild_triggers",
+    "split_port_spec", "parse_expose_ports", "parse_image_reference", "is_abs_path", "require_stages",
+    "evaluate_dockerfile",
 ]
 
 BUILTIN_ARGS = ("BUILDPLATFORM", "BUILDOS", "BUILDOSVERSION", "BUILDARCH", "BUILDVARIANT", "TARGETPLATFORM",
@@ -495,6 +496,12 @@ def evaluate_meta_args(meta_args: Iterable[ArgInstruction], base: Env, build_arg
     return GlobalArgs(env, tuple(declared), base)
 
 
+def require_stages(dockerfile: Dockerfile) -> None:
+    """BuildKit refuses a Dockerfile with global ARGs only."""
+    if not dockerfile.stages:
+        raise DockerfileError("dockerfile contains no stages to build", filename=dockerfile.filename)
+
+
 def make_context(dockerfile: Dockerfile, build_args: Mapping | None = None, *,
                  build_platform: Platform | None = None, target_platform: Platform | None = None,
                  target: str = "") -> EvalContext:
@@ -781,13 +788,14 @@ def dispatch_arg(state: StageState, instruction: ArgInstruction, ctx: EvalContex
 def dispatch(state: StageState, instruction: Instruction, ctx: EvalContext, *, from_onbuild: bool = False) -> Step:
     """Expand one instruction against the stage state and apply its effect on ARG/ENV.
 
-    ARG goes through ``dispatch_arg`` (its step is wrapped into a ``Step`` whose ``undefined`` is
-    the concatenation per definition).
+    ARG goes through ``dispatch_arg``: the step's instruction carries the resolved values (None: no
+    value) and its ``undefined`` is the concatenation over the definitions.
     """
     if type(instruction) is ArgInstruction:
         arg_step = dispatch_arg(state, instruction, ctx)
         undefined = tuple(n for names in arg_step.undefined for n in names)
-        return Step(instruction, state, arg_step.after, undefined, from_onbuild)
+        resolved = tuple(replace(d, value=v.value) for d, v in zip(instruction.args, arg_step.values))
+        return Step(replace(instruction, args=resolved), state, arg_step.after, undefined, from_onbuild)
     expanded = expand_instruction(instruction, state.env, ctx.lexer)
     undefined: list[str] = []
     if type(instruction) is not FromInstruction:
@@ -1065,6 +1073,7 @@ def evaluate_dockerfile(dockerfile: Dockerfile, build_args: Mapping | None = Non
     ``base_images`` gives the config of a pulled base image by its expanded name (None/absent: no
     env but PATH). Errors are DockerfileErrors located at the instruction, with the source attached.
     """
+    require_stages(dockerfile)
     ctx = make_context(dockerfile, build_args, build_platform=build_platform,
                        target_platform=target_platform, target=target)
     try:

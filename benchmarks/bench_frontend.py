@@ -155,6 +155,14 @@ def peers(text: str) -> list[tuple[str, object]]:
     else:
         out.append(("pybuild parse_dockerfile (instruction layer)", lambda: parse_dockerfile(text)))
     try:
+        from builder.dockerfile.evaluate import evaluate_dockerfile
+        from builder.dockerfile.instructions import parse_dockerfile as _parse
+    except ImportError:
+        out.append(("pybuild whole front end (+ evaluation/expansion)", None))
+    else:
+        out.append(("pybuild whole front end (+ evaluation/expansion)",
+                    lambda: evaluate_dockerfile(_parse(text))))
+    try:
         import dockerfile
     except ImportError:
         out.append(("dockerfile 3.4.0 (BuildKit 0.12.5, Go)", None))

@@ -22,6 +22,8 @@ subclasses located at the offending instruction.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import ipaddress
 import platform as _host
 import re
@@ -383,8 +385,7 @@ class EvalContext:
     build_platform: Platform
 
 
-@dataclass(frozen=True, slots=True)
-class Expanded:
+class Expanded(NamedTuple):
     """An instruction after word expansion.
 
     ``lookups``: for each expanded word, in BuildKit's order, the variable names that were looked up
@@ -398,8 +399,7 @@ class Expanded:
     lookups: tuple = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
+class Step(NamedTuple):
     """One dispatched instruction: the expanded instruction and the states around it."""
 
     instruction: Instruction  # expanded
@@ -649,8 +649,10 @@ class _Words:
         self.lookups: list[frozenset] = []
 
     def _record(self, result: ExpansionResult) -> str:
-        self.matched |= result.matched
-        self.unmatched |= result.unmatched
+        if result.matched:
+            self.matched |= result.matched
+        if result.unmatched:
+            self.unmatched |= result.unmatched
         self.lookups.append(result.unmatched)
         return result.result
 
@@ -702,17 +704,25 @@ def expand_instruction(instruction: Instruction, env: Mapping, lexer: ShellLexer
     return Expanded(new, frozenset(words.matched), frozenset(words.unmatched), tuple(words.lookups))
 
 
+def _changed(instruction, **fields):
+    """``replace`` only when some field really changed (most words expand to themselves)."""
+    for name, value in fields.items():
+        if getattr(instruction, name) != value:
+            return replace(instruction, **fields)
+    return instruction
+
+
 def _expand_fields(instruction: Instruction, words: _Words, lexer: ShellLexer, env: Mapping) -> Instruction:
     kind = type(instruction)
     if kind is EnvInstruction or kind is LabelInstruction:
-        return replace(instruction, pairs=_expand_pairs(words, instruction.pairs))
+        return _changed(instruction, pairs=_expand_pairs(words, instruction.pairs))
     if kind is CopyInstruction:
         chown = words.word(instruction.chown)
         chmod = words.word(instruction.chmod)
         sources = words.many(instruction.sources)
         dest = words.word(instruction.dest)
         contents = _expand_contents(words, instruction.contents)
-        return replace(instruction, chown=chown, chmod=chmod, sources=sources, dest=dest, contents=contents)
+        return _changed(instruction, chown=chown, chmod=chmod, sources=sources, dest=dest, contents=contents)
     if kind is AddInstruction:
         chown = words.word(instruction.chown)
         chmod = words.word(instruction.chmod)
@@ -720,35 +730,35 @@ def _expand_fields(instruction: Instruction, words: _Words, lexer: ShellLexer, e
         sources = words.many(instruction.sources)
         dest = words.word(instruction.dest)
         contents = _expand_contents(words, instruction.contents)
-        return replace(instruction, chown=chown, chmod=chmod, checksum=checksum, sources=sources, dest=dest,
+        return _changed(instruction, chown=chown, chmod=chmod, checksum=checksum, sources=sources, dest=dest,
                        contents=contents)
     if kind is WorkdirInstruction:
-        return replace(instruction, path=words.word(instruction.path))
+        return _changed(instruction, path=words.word(instruction.path))
     if kind is UserInstruction:
-        return replace(instruction, user=words.word(instruction.user))
+        return _changed(instruction, user=words.word(instruction.user))
     if kind is StopSignalInstruction:
-        return replace(instruction, signal=words.word(instruction.signal))
+        return _changed(instruction, signal=words.word(instruction.signal))
     if kind is VolumeInstruction:
-        return replace(instruction, volumes=words.many(instruction.volumes))
+        return _changed(instruction, volumes=words.many(instruction.volumes))
     if kind is ExposeInstruction:
         ports: list[str] = []
         for port in instruction.ports:
             ports.extend(lexer.process_words(port, env))
-        return replace(instruction, ports=tuple(ports))
+        return _changed(instruction, ports=tuple(ports))
     if kind is RunInstruction:
         if not instruction.mounts:
             return instruction
         mounts = []
         for value in instruction.mounts:
             mounts.append(parse_mount(value, words.word) if isinstance(value, str) else value)
-        return replace(instruction, mounts=tuple(mounts))
+        return _changed(instruction, mounts=tuple(mounts))
     if kind is ArgInstruction:
         args = tuple(replace(a, value=words.word(a.value)) if a.value is not None else a for a in instruction.args)
-        return replace(instruction, args=args)
+        return _changed(instruction, args=args)
     if kind is FromInstruction:
         base = words.word(instruction.base_name)
         platform = words.word(instruction.platform) if instruction.platform else ""
-        return replace(instruction, base_name=base, platform=platform)
+        return _changed(instruction, base_name=base, platform=platform)
     return instruction
 
 
@@ -798,9 +808,10 @@ def dispatch(state: StageState, instruction: Instruction, ctx: EvalContext, *, f
         return Step(replace(instruction, args=resolved), state, arg_step.after, undefined, from_onbuild)
     expanded = expand_instruction(instruction, state.env, ctx.lexer)
     undefined: list[str] = []
-    if type(instruction) is not FromInstruction:
+    if type(instruction) is not FromInstruction and expanded.unmatched:
         for names in expanded.lookups:
-            undefined.extend(undefined_names(names, state))
+            if names:
+                undefined.extend(undefined_names(names, state))
     after = state
     new = expanded.instruction
     if type(new) is EnvInstruction:
@@ -1073,6 +1084,13 @@ def evaluate_dockerfile(dockerfile: Dockerfile, build_args: Mapping | None = Non
     ``base_images`` gives the config of a pulled base image by its expanded name (None/absent: no
     env but PATH). Errors are DockerfileErrors located at the instruction, with the source attached.
     """
+    from ..perf import gc_paused
+
+    with gc_paused():
+        return _evaluate(dockerfile, build_args, base_images, build_platform, target_platform, target)
+
+
+def _evaluate(dockerfile, build_args, base_images, build_platform, target_platform, target) -> Evaluation:
     require_stages(dockerfile)
     ctx = make_context(dockerfile, build_args, build_platform=build_platform,
                        target_platform=target_platform, target=target)

@@ -23,6 +23,8 @@ Go's linear-time RE2 (same matches, but a pattern with many ``*`` against a long
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -53,8 +55,7 @@ class _LexError(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True)
-class ExpansionResult:
+class ExpansionResult(NamedTuple):
     """Outcome of :meth:`ShellLexer.process_word_with_matches`.
 
     ``matched``: variable names looked up and found in the environment; ``unmatched``: names
@@ -65,6 +66,9 @@ class ExpansionResult:
     words: tuple[str, ...]
     matched: frozenset[str]
     unmatched: frozenset[str]
+
+
+_EMPTY_RESULT = ExpansionResult("", (), frozenset(), frozenset())
 
 
 class ShellLexer:
@@ -122,7 +126,10 @@ class ShellLexer:
     def process_word_with_matches(self, word: str, env: Mapping[str, str]) -> ExpansionResult:
         """Expand ``word`` and report which variable names were found / missing."""
         if self._fast_words_check(word) is None and not word.startswith(_BOM):
-            return ExpansionResult(word, tuple(w for w in _SPACE_SPLIT(word) if w), _NO_NAMES, _NO_NAMES)
+            if not word:
+                return _EMPTY_RESULT
+            split = (word,) if _HAS_SPACE(word) is None else tuple(filter(None, _SPACE_SPLIT(word)))
+            return ExpansionResult(word, split, _NO_NAMES, _NO_NAMES)
         words = _Words()
         result, run = self._run(word, env, capture=True, words=words)
         return ExpansionResult(result, tuple(words.finish()), frozenset(run.matched),

@@ -702,10 +702,12 @@ def _check_stage_references(stages: list[Stage]) -> None:
 
 def parse_dockerfile(data: bytes | str, filename: str = "Dockerfile", build_args: dict | None = None) -> Dockerfile:
     """Dockerfile bytes or text -> typed ``Dockerfile`` (raises DockerfileError with a location)."""
+    from ..perf import gc_paused
     from .syntax import parse_bytes, parse_text
 
-    tree = parse_bytes(data, filename) if isinstance(data, bytes) else parse_text(data, filename)
-    return build_dockerfile(tree, build_args)
+    with gc_paused():
+        tree = parse_bytes(data, filename) if isinstance(data, bytes) else parse_text(data, filename)
+        return build_dockerfile(tree, build_args)
 
 
 __all__ = [name for name in dir() if name.endswith("Instruction")] + [

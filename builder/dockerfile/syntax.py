@@ -78,13 +78,15 @@ class SyntaxTree(NamedTuple):
 
 def parse_text(text: str, filename: str = "Dockerfile") -> SyntaxTree:
     """Parse Dockerfile text into a syntax tree; raises DockerfileError with a location."""
+    from ..perf import gc_paused
     from .grammar import dockerfile_parser
 
     source_lines = None
     try:
-        result = prepass(text)
-        source_lines = result.source_lines
-        nodes = dockerfile_parser().parse(result)
+        with gc_paused():
+            result = prepass(text)
+            source_lines = result.source_lines
+            nodes = dockerfile_parser().parse(result)
     except DockerfileError as err:
         if source_lines is None:
             source_lines = text.split("\n")

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from builder.errors import ExpansionError
+from builder.dockerfile.words import go_quote
 
 __all__ = ["ExpansionResult", "ShellLexer", "expand_heredoc_body", "go_quote"]
 
@@ -604,35 +605,6 @@ def _go_expand(template: str, whole: str) -> str:
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t",
-               "\v": "\\v", '"': '\\"', "\\": "\\\\"}
-
-
-def go_quote(text: str) -> str:
-    """Format ``text`` like Go's ``%q`` (``strconv.Quote``)."""
-    if text.isprintable() and '"' not in text and "\\" not in text:
-        return f'"{text}"'
-    out = ['"']
-    for c in text:
-        esc = _GO_ESCAPES.get(c)
-        if esc is not None:
-            out.append(esc)
-        elif c.isprintable():
-            out.append(c)
-        else:
-            o = ord(c)
-            if o < 0x20 or o == 0x7F:
-                out.append(f"\\x{o:02x}")
-            elif 0xD800 <= o <= 0xDFFF:  # not valid UTF-8; Go would see the raw bytes
-                out.extend(f"\\x{b:02x}" for b in c.encode("utf-8", "surrogatepass"))
-            elif o < 0x10000:
-                out.append(f"\\u{o:04x}")
-            else:
-                out.append(f"\\U{o:08x}")
-    out.append('"')
-    return "".join(out)
-
 
 _HEREDOC_LEXER = ShellLexer("\\", skip_process_quotes=True)
 

@@ -2,10 +2,19 @@
 
     PybuildError                 anything pybuild reports to a user (exit code 1 unless said otherwise)
     ├── UsageError               bad command-line input
-    └── DockerfileError          a Dockerfile problem, with a source location when one is known
-        ├── DockerfileSyntaxError    the parser layer rejected the text (BuildKit's parser errors)
-        ├── InstructionError         the instruction layer rejected a parsed instruction
-        └── ExpansionError           word expansion failed (``${x:?msg}``, bad ``${`` syntax)
+    ├── DockerfileError          a Dockerfile problem, with a source location when one is known
+    │   ├── DockerfileSyntaxError    the parser layer rejected the text (BuildKit's parser errors)
+    │   ├── InstructionError         the instruction layer rejected a parsed instruction
+    │   └── ExpansionError           word expansion failed (``${x:?msg}``, bad ``${`` syntax)
+    ├── ImageError               an image, manifest, config or archive is missing, invalid or unsupported
+    │   ├── InvalidReference         an image reference that Docker's grammar rejects
+    │   ├── ImageNotFound            no such image in the local store
+    │   └── ArchiveError             a docker-archive / OCI archive / layout that cannot be read or written
+    └── LayerError               a layer tar cannot be written, read or unpacked
+        └── UnsafeLayerError         a layer entry would escape its target (``..``, absolute, symlink tricks)
+
+The store (``cache/``) has its own hierarchy (``cache.errors.StoreError``) since ``cache`` never
+imports ``builder``; the CLI renders both.
 
 Every error carries its context as attributes; the CLI renders it (``render_error``) and never shows a
 traceback unless ``--debug`` is given.
@@ -94,3 +103,35 @@ class InstructionError(DockerfileError):
 
 class ExpansionError(DockerfileError):
     """Variable expansion failed."""
+
+
+class ImageError(PybuildError):
+    """An image, manifest, config or archive problem; ``subject`` names the object (a reference, a digest, a path)."""
+
+    def __init__(self, message: str, subject: str | None = None):
+        super().__init__(message)
+        self.subject = subject
+
+
+class InvalidReference(ImageError):
+    """An image reference that Docker's reference grammar rejects."""
+
+
+class ImageNotFound(ImageError):
+    """No image by that name or ID in the local store."""
+
+
+class ArchiveError(ImageError):
+    """A docker-archive, OCI archive or OCI layout that cannot be read or written."""
+
+
+class LayerError(PybuildError):
+    """A layer tar that cannot be written, read or unpacked; ``path`` names the entry when known."""
+
+    def __init__(self, message: str, path: str | None = None):
+        super().__init__(message)
+        self.path = path
+
+
+class UnsafeLayerError(LayerError):
+    """A layer entry that would write outside its target directory."""

@@ -296,13 +296,15 @@ def _parse_key_value(entry: str) -> tuple[str, str]:
 
 def _add_config_env(pairs: tuple, key: str, value: str) -> tuple:
     """``Config.Env`` update: replace in place when the key exists, else append."""
-    out = list(pairs)
-    for i, (k, _) in enumerate(out):
-        if k == key:
-            out[i] = (key, value)
-            return tuple(out)
-    out.append((key, value))
-    return tuple(out)
+    return _update_config_env(pairs, ((key, value),))
+
+
+def _update_config_env(pairs: tuple, updates) -> tuple:
+    """Several ``Config.Env`` updates at once (a dict keeps a replaced key where it was)."""
+    merged = dict(pairs)
+    for key, value in updates:
+        merged[key] = value
+    return tuple(merged.items())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -815,10 +817,10 @@ def dispatch(state: StageState, instruction: Instruction, ctx: EvalContext, *, f
     after = state
     new = expanded.instruction
     if type(new) is EnvInstruction:
-        env, config = state.env, state.config_env
+        env = state.env
         for pair in new.pairs:
             env = env.set(pair.key, pair.value)
-            config = _add_config_env(config, pair.key, pair.value)
+        config = _update_config_env(state.config_env, ((p.key, p.value) for p in new.pairs))
         after = StageState(env, config, state.args, state.platform)
     return Step(new, state, after, tuple(undefined), from_onbuild)
 

@@ -7,14 +7,15 @@
 
 from __future__ import annotations
 
-from .errors import DockerfileError, PybuildError
+from .errors import DockerfileError
 
 _CONTEXT_LINES = 6
 
 
-def render_error(err: PybuildError) -> str:
+def render_error(err: Exception) -> str:
+    """``err`` is a PybuildError or a store error (``cache.errors.StoreError``)."""
     if not isinstance(err, DockerfileError):
-        return f"error: {err.message}"
+        return f"error: {getattr(err, 'message', None) or err}"
     span = err.span
     name = err.filename or "Dockerfile"
     if span is None:

@@ -22,12 +22,13 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from ..errors import DockerfileError, Span
+from ..errors import DockerfileError, InvalidReference, Span
+from ..image.platform import Platform, host_platform, parse_platform
+from ..image.reference import parse_normalized_named
 from .evaluate import (
-    NON_ENV_ARGS, BaseImageConfig, EvalContext, Platform, StageState, builtin_args, check_base_name,
-    dispatch, dispatch_arg, evaluate_meta_args, expand_base_name, expand_platform, host_platform, is_abs_path,
-    make_context, parse_image_reference, parse_onbuild_triggers, parse_platform, parse_stage_platform,
-    require_stages, split_port_spec, start_stage, suggest,
+    NON_ENV_ARGS, BaseImageConfig, EvalContext, StageState, builtin_args, check_base_name, dispatch,
+    dispatch_arg, evaluate_meta_args, expand_base_name, expand_platform, is_abs_path, make_context,
+    parse_onbuild_triggers, parse_stage_platform, require_stages, split_port_spec, start_stage, suggest,
 )
 from .instructions import (
     ArgInstruction, CmdInstruction, Dockerfile, EntrypointInstruction, EnvInstruction, ExposeInstruction,
@@ -503,8 +504,8 @@ class _Checker:
             except DockerfileError:
                 return
             try:
-                parse_image_reference(result.result)
-            except ValueError:
+                parse_normalized_named(result.result)
+            except InvalidReference:
                 self.warn(self.config, R["InvalidDefaultArgInFrom"], stage.from_.span,
                           f"Default value for ARG {stage.base_name} results in empty or invalid base image name")
 

@@ -25,14 +25,13 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import ipaddress
-import platform as _host
 import re
-import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from urllib.parse import unquote
 
-from ..errors import DockerfileError, ExpansionError, InstructionError, Span
+from ..errors import DockerfileError, ExpansionError, InstructionError, InvalidReference, Span
+from ..image.platform import Platform, PlatformError, host_platform, normalize_platform, parse_platform
+from ..image.reference import Reference, parse_normalized_named
 from .expand import ExpansionResult, ShellLexer
 from .instructions import (
     AddInstruction, ArgInstruction, CopyInstruction, Dockerfile, EnvInstruction, ExposeInstruction,
@@ -62,162 +61,6 @@ PROXY_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PRO
 NON_ENV_ARGS = frozenset(("BUILDKIT_SBOM_SCAN_CONTEXT", "BUILDKIT_SBOM_SCAN_STAGE"))
 DEFAULT_PATH_UNIX = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_PATH_WINDOWS = "c:\\Windows\\System32;c:\\Windows;C:\\Windows\\System32\\WindowsPowerShell\\v1.0"
-
-
-# ----------------------------------------------------------------------------------------------
-# Platforms (containerd/platforms semantics)
-
-
-class PlatformError(ValueError):
-    """A platform specifier that containerd's ``platforms.Parse`` rejects (its message)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Platform:
-    os: str
-    architecture: str
-    variant: str = ""
-    os_version: str = ""
-    os_features: tuple = ()
-
-    def format(self) -> str:
-        """``os/arch[/variant]`` (containerd's ``Format``)."""
-        if not self.os:
-            return "unknown"
-        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
-
-    def format_all(self) -> str:
-        """Like ``format`` plus ``(osversion+features)`` after the OS (containerd's ``FormatAll``)."""
-        if not self.os:
-            return "unknown"
-        head = self.os
-        if self.os_version or self.os_features:
-            inner = _encode_os_option(self.os_version)
-            if self.os_features:
-                inner += "+" + "+".join(_encode_os_option(f) for f in self.os_features)
-            head += f"({inner})"
-        return "/".join(p for p in (head, self.architecture, self.variant) if p)
-
-    def __str__(self) -> str:
-        return self.format_all()
-
-
-_KNOWN_OS = frozenset(("aix", "android", "darwin", "dragonfly", "freebsd", "hurd", "illumos", "ios", "js",
-                       "linux", "nacl", "netbsd", "openbsd", "plan9", "solaris", "windows", "zos"))
-_KNOWN_ARCH = frozenset(("386", "amd64", "amd64p32", "arm", "armbe", "arm64", "arm64be", "ppc64", "ppc64le",
-                         "loong64", "mips", "mipsle", "mips64", "mips64le", "mips64p32", "mips64p32le", "ppc",
-                         "riscv", "riscv64", "s390", "s390x", "sparc", "sparc64", "wasm"))
-_SPECIFIER_RE = r"^[A-Za-z0-9_.-]+$"
-_OS_RE = r"^([A-Za-z0-9_-]+)(?:\(([A-Za-z0-9_.%-]*)((?:\+[A-Za-z0-9_.%-]+)*)\))?$"
-_SPECIFIER = re.compile(r"[A-Za-z0-9_.-]+\Z")
-_OS_PART = re.compile(r"([A-Za-z0-9_-]+)(?:\(([A-Za-z0-9_.%-]*)((?:\+[A-Za-z0-9_.%-]+)*)\))?\Z")
-_MACHINES = {"x86_64": ("amd64", ""), "amd64": ("amd64", ""), "aarch64": ("arm64", ""), "arm64": ("arm64", ""),
-             "armv8l": ("arm", "v7"), "armv7l": ("arm", "v7"), "armv7": ("arm", "v7"), "armv6l": ("arm", "v6"),
-             "armv5tel": ("arm", "v5"), "i386": ("386", ""), "i686": ("386", ""), "ppc64le": ("ppc64le", ""),
-             "ppc64": ("ppc64", ""), "s390x": ("s390x", ""), "riscv64": ("riscv64", ""),
-             "loongarch64": ("loong64", ""), "mips64": ("mips64", "")}
-
-
-def _host_os() -> str:
-    if sys.platform.startswith("win"):
-        return "windows"
-    if sys.platform == "darwin":
-        return "darwin"
-    if sys.platform.startswith("freebsd"):
-        return "freebsd"
-    return "linux"
-
-
-def host_platform() -> Platform:
-    """The platform of this machine, normalized as BuildKit's worker reports it (``linux/amd64``)."""
-    machine = _host.machine().lower()
-    arch, variant = _MACHINES.get(machine, (machine or "amd64", ""))
-    return Platform(_host_os(), arch, variant)
-
-
-def _normalize_os(os_name: str) -> str:
-    if not os_name:
-        return _host_os()
-    os_name = os_name.lower()
-    return "darwin" if os_name == "macos" else os_name
-
-
-def _normalize_arch(arch: str, variant: str) -> tuple[str, str]:
-    arch, variant = arch.lower(), variant.lower()
-    if arch == "i386":
-        return "386", ""
-    if arch in ("x86_64", "x86-64", "amd64"):
-        return "amd64", "" if variant == "v1" else variant
-    if arch in ("aarch64", "arm64"):
-        if variant in ("8", "v8", "v8.0"):
-            variant = ""
-        elif variant in ("9", "9.0", "v9.0"):
-            variant = "v9"
-        return "arm64", variant
-    if arch == "armhf":
-        return "arm", "v7"
-    if arch == "armel":
-        return "arm", "v6"
-    if arch == "arm":
-        if variant in ("", "7"):
-            variant = "v7"
-        elif variant in ("5", "6", "8"):
-            variant = "v" + variant
-    return arch, variant
-
-
-def normalize_platform(p: Platform) -> Platform:
-    arch, variant = _normalize_arch(p.architecture, p.variant)
-    features = tuple(sorted(set(p.os_features)))
-    return Platform(_normalize_os(p.os), arch, variant, p.os_version, features)
-
-
-def _encode_os_option(value: str) -> str:
-    return "".join(c if re.match(r"[A-Za-z0-9_.-]", c) else "".join(f"%{b:02X}" for b in c.encode()) for c in value)
-
-
-def parse_platform(specifier: str) -> Platform:
-    """containerd's ``platforms.Parse``: ``os[(version)]``, ``os/arch``, ``os/arch/variant``, ``arch``."""
-    invalid = ": invalid argument"
-    if "*" in specifier:
-        raise PlatformError(f"{go_quote(specifier)}: wildcards not yet supported{invalid}")
-    parts = specifier.split("/", 3)
-    os_name, os_version, features = "", "", ()
-    for i, part in enumerate(parts):
-        if i == 0:
-            m = _OS_PART.match(part)
-            if m is None:
-                raise PlatformError(f"{go_quote(part)} is an invalid OS component of {go_quote(specifier)}: "
-                                    f"OSAndVersion specifier component must match {go_quote(_OS_RE)}{invalid}")
-            os_name = _normalize_os(m.group(1))
-            os_version = unquote(m.group(2) or "")
-            if m.group(3):
-                features = tuple(unquote(f) for f in m.group(3)[1:].split("+"))
-        elif not _SPECIFIER.match(part):
-            raise PlatformError(f"{go_quote(part)} is an invalid component of {go_quote(specifier)}: "
-                                f"platform specifier component must match {go_quote(_SPECIFIER_RE)}{invalid}")
-    host = host_platform()
-    if len(parts) == 1:
-        if os_name in _KNOWN_OS:
-            variant = host.variant if host.architecture == "arm" and host.variant != "v7" else ""
-            return Platform(os_name, host.architecture, variant, os_version, features)
-        arch, variant = _normalize_arch(parts[0], "")
-        if arch == "arm" and variant == "v7":
-            variant = ""
-        if arch in _KNOWN_ARCH:
-            return Platform(host.os, arch, variant)
-        raise PlatformError(f"{go_quote(specifier)}: unknown operating system or architecture{invalid}")
-    if len(parts) == 2:
-        arch, variant = _normalize_arch(parts[1], "")
-        if arch == "arm" and variant == "v7":
-            variant = ""
-        return Platform(os_name, arch, variant, os_version, features)
-    if len(parts) == 3:
-        arch, variant = _normalize_arch(parts[1], parts[2])
-        if arch == "arm64" and variant == "":
-            variant = "v8"
-        return Platform(os_name, arch, variant, os_version, features)
-    raise PlatformError(f"{go_quote(specifier)}: cannot parse platform specifier{invalid}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -944,95 +787,16 @@ def parse_expose_ports(ports: Iterable[str]) -> tuple:
 # Image references (distribution/reference ParseNormalizedNamed), paths
 
 
-@dataclass(frozen=True, slots=True)
-class ImageReference:
-    domain: str
-    path: str
-    tag: str = ""
-    digest: str = ""
-
-    @property
-    def name(self) -> str:
-        return f"{self.domain}/{self.path}"
-
-    def __str__(self) -> str:
-        out = self.name
-        if self.tag:
-            out += ":" + self.tag
-        if self.digest:
-            out += "@" + self.digest
-        return out
-
-    def tagged(self) -> "ImageReference":
-        """``TagNameOnly``: add ``latest`` when neither tag nor digest is given."""
-        return self if self.tag or self.digest else replace(self, tag="latest")
+# Moved to builder.image.reference; these names stay for the callers of this module.
+ImageReference = Reference
 
 
-_ALNUM = r"[a-z0-9]+"
-_SEPARATOR = r"(?:[._]|__|[-]+)"
-_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_DOMAIN_NAME = _DOMAIN_COMPONENT + r"(?:\." + _DOMAIN_COMPONENT + r")*"
-_HOST = r"(?:" + _DOMAIN_NAME + r"|\[(?:[a-fA-F0-9:]+)\])"
-_DOMAIN_AND_PORT = _HOST + r"(?::[0-9]+)?"
-_PATH_COMPONENT = _ALNUM + r"(?:" + _SEPARATOR + _ALNUM + r")*"
-_REMOTE_NAME = _PATH_COMPONENT + r"(?:/" + _PATH_COMPONENT + r")*"
-_NAME = r"(?:" + _DOMAIN_AND_PORT + r"/)?" + _REMOTE_NAME
-_TAG = r"[\w][\w.-]{0,127}"
-_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][0-9a-fA-F]{32,}"
-_REFERENCE = re.compile(r"(" + _NAME + r")(?::(" + _TAG + r"))?(?:@(" + _DIGEST + r"))?\Z", re.ASCII)
-_ANCHORED_NAME = re.compile(r"(?:(" + _DOMAIN_AND_PORT + r")/)?(" + _REMOTE_NAME + r")\Z", re.ASCII)
-_IDENTIFIER = re.compile(r"[a-f0-9]{64}\Z")
-_DIGEST_SIZES = {"sha256": 64, "sha384": 96, "sha512": 128}
-
-
-def _split_docker_domain(name: str) -> tuple[str, str]:
-    first, sep, rest = name.partition("/")
-    if not sep:
-        return "docker.io", "library/" + name
-    if first == "localhost":
-        domain, remote = first, rest
-    elif first == "index.docker.io":
-        domain, remote = "docker.io", rest
-    elif "." in first or ":" in first or first.lower() != first:
-        domain, remote = first, rest
-    else:
-        domain, remote = "docker.io", name
-    if domain == "docker.io" and "/" not in remote:
-        remote = "library/" + remote
-    return domain, remote
-
-
-def parse_image_reference(text: str) -> ImageReference:
+def parse_image_reference(text: str) -> Reference:
     """``reference.ParseNormalizedNamed``: raises ValueError with the library's messages."""
-    if _IDENTIFIER.match(text):
-        raise ValueError(f"invalid repository name ({text}), cannot specify 64-byte hexadecimal strings")
-    domain, remainder = _split_docker_domain(text)
-    remote = remainder.split(":", 1)[0]
-    if remote.lower() != remote:
-        raise ValueError(f"invalid reference format: repository name ({remote}) must be lowercase")
-    full = domain + "/" + remainder
-    m = _REFERENCE.match(full)
-    if m is None:
-        if full == "":
-            raise ValueError("repository name must have at least one component")
-        if _REFERENCE.match(full.lower()) is not None:
-            raise ValueError("invalid reference format: repository name must be lowercase")
-        raise ValueError("invalid reference format")
-    name_match = _ANCHORED_NAME.match(m.group(1))
-    ref_domain, path = (name_match.group(1) or "", name_match.group(2)) if name_match else ("", m.group(1))
-    if len(path) > 255:
-        raise ValueError("repository name must not be more than 255 characters")
-    digest = m.group(3) or ""
-    if digest:
-        algorithm, _, encoded = digest.partition(":")
-        size = _DIGEST_SIZES.get(algorithm)
-        if size is None:
-            raise ValueError("unsupported digest algorithm")
-        if len(encoded) != size:
-            raise ValueError("invalid checksum digest length")
-        if not re.fullmatch(r"[a-f0-9]+", encoded):
-            raise ValueError("invalid checksum digest format")
-    return ImageReference(ref_domain, path, m.group(2) or "", digest)
+    try:
+        return parse_normalized_named(text)
+    except InvalidReference as err:
+        raise ValueError(err.reason) from None
 
 
 def is_abs_path(path: str, os_name: str = "linux") -> bool:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from builder.errors import ExpansionError
-from builder.dockerfile.words import go_quote
+from builder.gotext import go_quote
 
 __all__ = ["ExpansionResult", "ShellLexer", "expand_heredoc_body", "go_quote"]
 

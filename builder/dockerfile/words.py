@@ -12,6 +12,7 @@ import json
 import re
 
 from ..errors import DockerfileSyntaxError
+from ..gotext import go_quote  # noqa: F401  (re-exported: the parser layer quotes like Go)
 
 # Go's unicode.IsSpace: ASCII \t \n \v \f \r and space, U+0085, U+00A0, and categories Z*.
 GO_SPACE_CHARS = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
@@ -256,33 +257,3 @@ def _fix_surrogates(s: str) -> str:
         return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in s)
     return s
 
-
-_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t",
-               "\v": "\\v", "\\": "\\\\", '"': '\\"'}
-
-
-def go_quote(s: str) -> str:
-    """Go's ``strconv.Quote``. Lone surrogates from undecodable bytes (surrogateescape) print as \\xNN."""
-    if s.isascii() and s.isprintable() and "\\" not in s and '"' not in s:
-        return f'"{s}"'
-    out = ['"']
-    for ch in s:
-        esc = _GO_ESCAPES.get(ch)
-        if esc is not None:
-            out.append(esc)
-            continue
-        code = ord(ch)
-        if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte kept by surrogateescape
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif ch.isprintable():
-            out.append(ch)
-        elif code < 0x80:
-            out.append(f"\\x{code:02x}")
-        elif 0xD800 <= code <= 0xDFFF:
-            out.append("\\ufffd")
-        elif code < 0x10000:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(f"\\U{code:08x}")
-    out.append('"')
-    return "".join(out)

@@ -36,12 +36,15 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show Python tracebacks for errors.")
+@click.option("--root", metavar="DIR", default=None,
+              help="State root (default: $PYBUILD_ROOT, else /var/lib/pybuild as root, $XDG_DATA_HOME/pybuild otherwise).")
 @click.version_option(__version__, prog_name="pybuild")
 @click.pass_context
-def main(ctx, debug):
+def main(ctx, debug, root):
     """pybuild: build, store and run OCI images from Dockerfiles, without a daemon."""
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug or os.environ.get("PYBUILD_DEBUG") == "1"
+    ctx.obj["root"] = root
 
 
 def read_dockerfile(path: str) -> tuple[bytes, str]:
@@ -67,7 +70,7 @@ def build_args_from(values: tuple[str, ...]) -> dict[str, str | None]:
 
 def _register_commands() -> None:
     """Each area's commands live in its own module; importing it registers them on ``main``."""
-    from . import dockerfile_commands  # noqa: F401
+    from . import dockerfile_commands, image_commands  # noqa: F401
 
 
 _register_commands()

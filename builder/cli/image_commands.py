@@ -1,0 +1,269 @@
+"""Image commands with docker's names, flags and output: images, tag, rmi, inspect, history,
+save, load, import, image prune, system df (and the ``image ...`` spellings)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from . import main
+
+
+def _store(ctx):
+    from cache import Store
+
+    root = (ctx.find_root().obj or {}).get("root")
+    return Store.open(root)
+
+
+def _echo_lines(text: str) -> None:
+    if text:
+        click.echo(text)
+
+
+@click.group("image")
+def image_group():
+    """Manage images."""
+
+
+@click.group("system")
+def system_group():
+    """Manage pybuild's state."""
+
+
+main.add_command(image_group)
+main.add_command(system_group)
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+@click.command("images")
+@click.argument("reference", required=False)
+@click.option("-a", "--all", "all_images", is_flag=True, help="Show all images (default hides intermediate images).")
+@click.option("-q", "--quiet", is_flag=True, help="Only show image IDs.")
+@click.option("-f", "--filter", "filters", multiple=True, help="Filter output (dangling=true|false, reference=PATTERN).")
+@click.option("--format", "fmt", help="'json', a Go template, or 'table TEMPLATE'.")
+@click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
+@click.pass_context
+def images_command(ctx, reference, all_images, quiet, filters, fmt, no_trunc):
+    """List images."""
+    from ..format import render_rows
+    from ..images.service import list_images
+
+    filters = list(filters) + ([f"reference={reference}"] if reference else [])
+    rows = list_images(_store(ctx), all_images=all_images, filters=filters)
+    if no_trunc:
+        for row in rows:
+            row["ID"] = _full_id(ctx, row)
+    if quiet:
+        seen, ids = set(), []
+        for row in rows:
+            if row["ID"] not in seen:
+                seen.add(row["ID"])
+                ids.append(row["ID"])
+        _echo_lines("\n".join(ids))
+        return
+    columns = [("Repository", "REPOSITORY"), ("Tag", "TAG"), ("ID", "IMAGE ID"), ("CreatedSince", "CREATED"),
+               ("Size", "SIZE")]
+    _echo_lines(render_rows(fmt, rows, columns))
+
+
+def _full_id(ctx, row) -> str:
+    from ..images.service import resolve_image
+
+    return resolve_image(_store(ctx), row["ID"])[0]
+
+
+main.add_command(images_command)
+image_group.add_command(images_command, "ls")
+image_group.add_command(images_command, "list")
+
+
+@click.command("tag")
+@click.argument("source")
+@click.argument("target")
+@click.pass_context
+def tag_command(ctx, source, target):
+    """Create a tag TARGET that refers to SOURCE."""
+    from ..images.service import resolve_image, tag_image
+
+    store = _store(ctx)
+    image_id, _ = resolve_image(store, source)
+    tag_image(store, image_id, target)
+
+
+main.add_command(tag_command)
+image_group.add_command(tag_command)
+
+
+@click.command("rmi")
+@click.argument("images", nargs=-1, required=True)
+@click.option("-f", "--force", is_flag=True, help="Force removal of the image.")
+@click.pass_context
+def rmi_command(ctx, images, force):
+    """Remove one or more images."""
+    from ..images.service import remove_images
+
+    _echo_lines("\n".join(remove_images(_store(ctx), images, force=force)))
+
+
+main.add_command(rmi_command)
+image_group.add_command(rmi_command, "rm")
+image_group.add_command(rmi_command, "remove")
+
+
+@click.command("inspect")
+@click.argument("names", nargs=-1, required=True)
+@click.option("-f", "--format", "fmt", help="Format the output using a Go template.")
+@click.option("--type", "kind", type=click.Choice(["image"]), default=None,
+              help="Only inspect objects of this type (containers come with the runtime).")
+@click.pass_context
+def inspect_command(ctx, names, fmt, kind):
+    """Display detailed information on one or more images."""
+    from ..errors import ImageNotFound
+    from ..format import Template
+    from ..images.service import inspect_image
+
+    store = _store(ctx)
+    results, missing = [], []
+    for name in names:
+        try:
+            results.append(inspect_image(store, name))
+        except ImageNotFound:
+            missing.append(name)
+    if fmt:
+        template = Template(fmt)
+        for item in results:
+            click.echo(template.render(item))
+    else:
+        click.echo(json.dumps(results, indent=4, ensure_ascii=False))
+    if missing:
+        for name in missing:
+            click.echo(f"error: No such image: {name}", err=True)
+        sys.exit(1)
+
+
+main.add_command(inspect_command)
+image_group.add_command(inspect_command)
+
+
+@click.command("history")
+@click.argument("name")
+@click.option("-H", "--human", default=True, type=bool, help="Print sizes and dates in human readable format.")
+@click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
+@click.option("-q", "--quiet", is_flag=True, help="Only show image IDs.")
+@click.option("--format", "fmt", help="'json', a Go template, or 'table TEMPLATE'.")
+@click.pass_context
+def history_command(ctx, name, human, no_trunc, quiet, fmt):
+    """Show the history of an image."""
+    from ..format import render_rows
+    from ..images.service import history
+
+    rows = history(_store(ctx), name)
+    for row in rows:
+        bytes_ = row.pop("_bytes")
+        created_by = row["CreatedBy"]
+        if not no_trunc and len(created_by) > 45:
+            row["CreatedBy"] = created_by[:44] + "…"
+        if not human:
+            row["Size"] = str(bytes_)
+            row["CreatedSince"] = row["CreatedAt"]
+    if quiet:
+        _echo_lines("\n".join(r["ID"] for r in rows))
+        return
+    columns = [("ID", "IMAGE"), ("CreatedSince", "CREATED"), ("CreatedBy", "CREATED BY"), ("Size", "SIZE"),
+               ("Comment", "COMMENT")]
+    _echo_lines(render_rows(fmt, rows, columns))
+
+
+main.add_command(history_command)
+image_group.add_command(history_command)
+
+
+@click.command("import")
+@click.argument("source")
+@click.argument("reference", required=False)
+@click.option("-c", "--change", "changes", multiple=True, help="Apply a Dockerfile instruction to the image.")
+@click.option("-m", "--message", default="", help="Commit message for the imported image.")
+@click.option("--platform", default=None, help="Set the platform (default: this machine's).")
+@click.pass_context
+def import_command(ctx, source, reference, changes, message, platform):
+    """Import a root filesystem tarball (or - for stdin) as a one-layer image."""
+    from ..errors import UsageError
+    from ..image.platform import parse_platform
+    from ..images.importer import import_rootfs
+
+    epoch = _source_date_epoch()
+    target = parse_platform(platform) if platform else None
+    store = _store(ctx)
+    if source == "-":
+        image_id = import_rootfs(store, sys.stdin.buffer, reference, changes=changes, message=message,
+                                 source_date_epoch=epoch, platform=target)
+    else:
+        try:
+            stream = open(source, "rb")
+        except OSError as err:
+            raise UsageError(f"cannot open {source}: {err.strerror}") from None
+        with stream:
+            image_id = import_rootfs(store, stream, reference, changes=changes, message=message,
+                                     source_date_epoch=epoch, platform=target)
+    click.echo(image_id)
+
+
+def _source_date_epoch() -> int | None:
+    from ..errors import UsageError
+
+    value = os.environ.get("SOURCE_DATE_EPOCH")
+    if not value:
+        return None
+    if not value.isdigit():
+        raise UsageError(f"SOURCE_DATE_EPOCH must be a number of seconds, not {value!r}")
+    return int(value)
+
+
+main.add_command(import_command)
+image_group.add_command(import_command)
+
+
+@click.command("prune")
+@click.option("-a", "--all", "all_images", is_flag=True, help="Remove all unused images, not just dangling ones.")
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+@click.pass_context
+def image_prune_command(ctx, all_images, force):
+    """Remove unused images."""
+    from ..format import human_size
+    from ..images.service import prune_images
+
+    if not force and sys.stdin.isatty():
+        what = "all images without at least one container associated to them" if all_images else "all dangling images"
+        if not click.confirm(f"WARNING! This will remove {what}.\nAre you sure you want to continue?"):
+            return
+    lines, freed = prune_images(_store(ctx), all_images=all_images)
+    if lines:
+        click.echo("Deleted Images:")
+        click.echo("\n".join(lines))
+        click.echo()
+    click.echo(f"Total reclaimed space: {human_size(freed)}")
+
+
+image_group.add_command(image_prune_command)
+
+
+@click.command("df")
+@click.option("--format", "fmt", help="'json', a Go template, or 'table TEMPLATE'.")
+@click.pass_context
+def df_command(ctx, fmt):
+    """Show disk usage."""
+    from ..format import render_rows
+    from ..images.service import disk_usage_rows
+
+    columns = [("Type", "TYPE"), ("TotalCount", "TOTAL"), ("Active", "ACTIVE"), ("Size", "SIZE"),
+               ("Reclaimable", "RECLAIMABLE")]
+    _echo_lines(render_rows(fmt, disk_usage_rows(_store(ctx)), columns))
+
+
+system_group.add_command(df_command)

@@ -1,0 +1,290 @@
+"""Image operations on the local store, with docker's semantics and docker-shaped results.
+
+Finding an image by name or ID, tagging, removing (``rmi``), listing, history, inspect, prune and
+disk usage. Results are plain dicts shaped like docker's JSON so the CLI can render them with
+docker's tables and ``--format`` templates.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Iterable
+
+from cache.digests import BlobInfo
+
+from ..errors import ImageError, ImageNotFound
+from ..image.canonical import canonical_json
+from ..image.config import ImageConfig, parse_config, parse_timestamp
+from ..image.reference import Reference, parse_lookup, parse_reference
+
+
+# ----------------------------------------------------------------------------------------------
+# Storing and naming
+
+
+def store_config(store, config: ImageConfig, layers: tuple, *, manifest: BlobInfo | None = None,
+                 meta: dict | None = None) -> str:
+    """Store ``config`` (canonical JSON unless it carries its original bytes) and record the image."""
+    data = config.to_bytes() if config.raw is not None else canonical_json(config.to_dict())
+    info = store.put_blob(data)
+    store.put_image(info, layers, manifest=manifest, meta=meta or {})
+    return info.digest
+
+
+def tag_image(store, image_id: str, name: str) -> str:
+    """Point ``name`` (normalized, ``:latest`` added) at ``image_id``; returns the normalized name."""
+    reference = parse_reference(name)
+    if reference.is_digested:
+        raise ImageError(f"refusing to create a tag with a digest reference: {name}", name)
+    full = str(reference)
+    store.set_tag(full, image_id)
+    return full
+
+
+def resolve_image(store, name: str) -> tuple[str, Reference | None]:
+    """Find an image as docker does: by name first (``busybox`` = ``busybox:latest``), then by ID.
+
+    Returns (image id, the reference used or None when found by ID).
+    """
+    lookup = parse_lookup(name)
+    if lookup.reference is not None:
+        found = store.resolve(str(lookup.reference))
+        if found is not None:
+            return found, lookup.reference
+        if lookup.reference.is_digested:
+            for image in store.images():
+                if image.manifest is not None and image.manifest.digest == lookup.reference.digest:
+                    return image.id, lookup.reference
+    if lookup.id_prefix is not None:
+        matches = [i for i in store.image_ids() if lookup.id_prefix.matches(i)]
+        if len(matches) == 1:
+            return matches[0], None
+        if len(matches) > 1:
+            raise ImageError(f"short ID {name} is ambiguous: it matches {len(matches)} images", name)
+    missing = str(lookup.reference.familiar) if lookup.reference is not None else name
+    raise ImageNotFound(f"No such image: {missing}", name)
+
+
+def familiar(name: str) -> tuple[str, str]:
+    """(repository, tag) of a stored tag name as docker shows them (``busybox``, ``latest``)."""
+    reference = parse_reference(name)
+    return reference.familiar_name, reference.tag or "<none>"
+
+
+def load_config(store, image_id: str) -> ImageConfig:
+    return parse_config(store.read_blob(image_id), image_id)
+
+
+def _created_seconds(config: ImageConfig, record) -> float:
+    if config.created:
+        try:
+            return parse_timestamp(config.created) / 1e9
+        except ValueError:
+            pass
+    return record.created
+
+
+def _short(image_id: str) -> str:
+    return image_id.split(":", 1)[-1][:12]
+
+
+def _created_at(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(seconds))
+
+
+# ----------------------------------------------------------------------------------------------
+# Listing
+
+
+def list_images(store, *, all_images: bool = False, filters: Iterable[str] = ()) -> list[dict]:
+    """Rows of ``pybuild images``, newest first (docker's order)."""
+    from ..format import human_size, since
+
+    dangling = None
+    references: list[str] = []
+    for item in filters:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ImageError(f"bad format of filter (expected name=value): {item}", item)
+        if key == "dangling":
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ImageError(f"invalid filter 'dangling={value}'", item)
+            dangling = value.lower() in ("true", "1")
+        elif key == "reference":
+            references.append(value)
+        else:
+            raise ImageError(f"invalid filter '{key}'", item)
+    tags_by_image: dict[str, list[str]] = {}
+    for name, image_id in store.tags().items():
+        tags_by_image.setdefault(image_id, []).append(name)
+    rows = []
+    for record in store.images():
+        config = load_config(store, record.id)
+        created = _created_seconds(config, record)
+        names = sorted(tags_by_image.get(record.id, []))
+        if dangling is True and names or dangling is False and not names:
+            continue
+        digest = record.manifest.digest if record.manifest else "<none>"
+        base = {"ID": _short(record.id), "Containers": "N/A", "CreatedAt": _created_at(created),
+                "CreatedSince": since(created), "Digest": digest, "SharedSize": "N/A", "Size": human_size(record.size),
+                "UniqueSize": "N/A", "VirtualSize": human_size(record.size), "_created": created, "_id": record.id}
+        entries = [familiar(n) for n in names] or [("<none>", "<none>")]
+        for repository, tag in entries:
+            if references and not any(_reference_matches(pattern, repository, tag) for pattern in references):
+                continue
+            rows.append({"Repository": repository, "Tag": tag, **base})
+    rows.sort(key=lambda r: (-r["_created"], r["Repository"], r["Tag"]))
+    for row in rows:
+        row.pop("_created")
+        row.pop("_id")
+    return rows
+
+
+def _reference_matches(pattern: str, repository: str, tag: str) -> bool:
+    """docker's ``reference=`` filter: a glob on ``repository`` or ``repository:tag``."""
+    import fnmatch
+
+    if ":" in pattern.rsplit("/", 1)[-1]:
+        return fnmatch.fnmatchcase(f"{repository}:{tag}", pattern)
+    return fnmatch.fnmatchcase(repository, pattern)
+
+
+# ----------------------------------------------------------------------------------------------
+# Removing
+
+
+def remove_images(store, names: Iterable[str], *, force: bool = False) -> list[str]:
+    """``rmi``: untag, and delete images left without tags. Returns docker's output lines."""
+    out: list[str] = []
+    for name in names:
+        image_id, reference = resolve_image(store, name)
+        tags = store.tags_for(image_id)
+        if reference is not None and not reference.is_digested:
+            store.remove_tag(str(reference))
+            out.append(f"Untagged: {reference.familiar}")
+            if len(tags) > 1:
+                continue
+        elif len(tags) > 1 and not force:
+            raise ImageError(f"conflict: unable to delete {_short(image_id)} (must be forced) - image is "
+                             "referenced in multiple repositories", name)
+        else:
+            for tag in tags:
+                store.remove_tag(tag)
+                out.append(f"Untagged: {parse_reference(tag).familiar}")
+        store.remove_image(image_id)
+        out.append(f"Deleted: {image_id}")
+    if out:
+        store.gc()
+    return out
+
+
+def prune_images(store, *, all_images: bool = False) -> tuple[list[str], int]:
+    """``image prune [-a]``: dangling images (or every image, with -a). Returns (lines, bytes freed)."""
+    before = store.disk_usage()
+    lines: list[str] = []
+    tagged = set(store.tags().values())
+    for record in store.images():
+        if record.id in tagged and not all_images:
+            continue
+        for tag in store.tags_for(record.id):
+            store.remove_tag(tag)
+            lines.append(f"untagged: {parse_reference(tag).familiar}")
+        store.remove_image(record.id)
+        lines.append(f"deleted: {record.id}")
+    store.gc()
+    after = store.disk_usage()
+    return lines, max(_total(before) - _total(after), 0)
+
+
+def _total(usage) -> int:
+    return getattr(usage, "total", 0) or sum(v for v in vars(usage).values() if isinstance(v, int))
+
+
+# ----------------------------------------------------------------------------------------------
+# History and inspect
+
+
+def history(store, name: str) -> list[dict]:
+    """Rows of ``pybuild history``, newest first; layer sizes from the layer records."""
+    from ..format import human_size, since
+
+    image_id, _ = resolve_image(store, name)
+    config = load_config(store, image_id)
+    layers = list(store.get_image(image_id).layers)
+    rows = []
+    layer_index = 0
+    for entry in config.history:
+        size = 0
+        if not entry.empty_layer and layer_index < len(layers):
+            size = store.get_layer(layers[layer_index]).size
+            layer_index += 1
+        created = parse_timestamp(entry.created) / 1e9 if entry.created else 0
+        rows.append({"ID": "<missing>", "CreatedSince": since(created) if created else "N/A",
+                     "CreatedAt": _created_at(created) if created else "", "CreatedBy": entry.created_by,
+                     "Size": human_size(size), "Comment": entry.comment, "_bytes": size})
+    rows.reverse()
+    if rows:
+        rows[0]["ID"] = _short(image_id)
+    return rows
+
+
+def inspect_image(store, name: str) -> dict:
+    """docker's ``image inspect`` JSON for one image."""
+    image_id, _ = resolve_image(store, name)
+    record = store.get_image(image_id)
+    config = load_config(store, image_id)
+    tags = sorted(store.tags_for(image_id))
+    repo_digests = []
+    if record.manifest is not None:
+        repo_digests = sorted({f"{parse_reference(t).familiar_name}@{record.manifest.digest}" for t in tags})
+    container = config.config.to_dict()
+    docker_config = {"Hostname": "", "Domainname": "", "User": container.get("User", ""), "AttachStdin": False,
+                     "AttachStdout": False, "AttachStderr": False, "Tty": False, "OpenStdin": False,
+                     "StdinOnce": False, "Env": container.get("Env"), "Cmd": container.get("Cmd"), "Image": "",
+                     "Volumes": container.get("Volumes"), "WorkingDir": container.get("WorkingDir", ""),
+                     "Entrypoint": container.get("Entrypoint"), "OnBuild": container.get("OnBuild"),
+                     "Labels": container.get("Labels")}
+    for key in ("ExposedPorts", "Healthcheck", "StopSignal", "Shell", "ArgsEscaped"):
+        if key in container:
+            docker_config[key] = container[key]
+    comment = config.history[-1].comment if config.history else ""
+    out = {
+        "Id": image_id,
+        "RepoTags": [parse_reference(t).familiar for t in tags],
+        "RepoDigests": repo_digests,
+        "Parent": "",
+        "Comment": comment,
+        "Created": config.created or "",
+        "DockerVersion": "",
+        "Author": config.author,
+        "Config": docker_config,
+        "Architecture": config.architecture,
+        "Os": config.os,
+        "Size": record.size,
+        "GraphDriver": {"Data": {"LowerDir": ":".join(str(store.snapshot_path(d)) for d in reversed(record.layers))},
+                        "Name": "pybuild"},
+        "RootFS": {"Type": config.rootfs.type, "Layers": list(config.rootfs.diff_ids)},
+        "Metadata": {"LastTagTime": ""},
+    }
+    if config.variant:
+        out["Variant"] = config.variant
+    if config.os_version:
+        out["OsVersion"] = config.os_version
+    return out
+
+
+def disk_usage_rows(store) -> list[dict]:
+    """``system df`` rows (containers, volumes and build cache come with later parts)."""
+    from ..format import human_size
+
+    images = store.images()
+    size = sum(i.size for i in images)
+    reclaimable = size  # no image is in use by a container yet (containers come with the runtime)
+    percent = f" ({round(100 * reclaimable / size)}%)" if size else ""
+    return [
+        {"Type": "Images", "TotalCount": str(len(images)), "Active": "0", "Size": human_size(size),
+         "Reclaimable": f"{human_size(reclaimable)}{percent}"},
+        {"Type": "Containers", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"},
+        {"Type": "Local Volumes", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"},
+        {"Type": "Build Cache", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"},
+    ]

@@ -99,9 +99,11 @@ def generate(root: Path, size: int, files: int, seed: int = 42) -> int:
     return written
 
 
-def _timed(fn, runs: int) -> tuple[float, object]:
+def _timed(fn, runs: int, setup=None) -> tuple[float, object]:
     best, result = float("inf"), None
     for _ in range(runs):
+        if setup is not None:
+            setup()
         os.sync()                              # start each run without the last one's dirty pages
         t = time.perf_counter()
         result = fn()
@@ -113,9 +115,11 @@ def _line(label: str, seconds: float, tar_bytes: int, extra: str = "") -> None:
     print(f"  {label:<44} {seconds:7.2f} s  {tar_bytes / seconds / 1e6:8.1f} MB/s  {extra}", flush=True)
 
 
-def _shell(cmd: str, runs: int) -> float:
+def _shell(cmd: str, runs: int, setup=None) -> float:
     best = float("inf")
     for _ in range(runs):
+        if setup is not None:
+            setup()
         os.sync()
         t = time.perf_counter()
         subprocess.run(["bash", "-o", "pipefail", "-c", cmd], check=True)
@@ -175,20 +179,26 @@ def main() -> int:
         for label, cmd in refs:
             _line(label, _shell(cmd, args.runs), tar_bytes)
 
+        dest = work / "out"
+
+        def fresh_dest():
+            if dest.exists():
+                shutil.rmtree(dest)
+            dest.mkdir()
+
         print("unpack (decompress + untar + diff_id, one pass; snapshot mode):")
         for label, name in (("none", "layer.tar"), ("gzip", "layer.tar.gz"), ("zstd", "layer.tar.zst")):
             def unpack(name=name):
-                dest = work / "out"
-                if dest.exists():
-                    shutil.rmtree(dest)
                 with open(work / name, "rb") as f:
                     return unpack_layer(f, dest)
-            secs, res = _timed(unpack, args.runs)
+            secs, res = _timed(unpack, args.runs, setup=fresh_dest)
             assert res.diff_id == d.diff_id, (res.diff_id, d.diff_id)
             _line(label, secs, tar_bytes)
-        shutil.rmtree(work / "out")
-        (work / "out").mkdir()
-        _line("reference: tar -x (GNU)", _shell(f"tar -C {work}/out -xf {work}/layer.tar", args.runs), tar_bytes)
+        print("reference (GNU tar, CLIs):")
+        for label, cmd in (("tar -x", f"tar -C {dest} -xf {work}/layer.tar"),
+                           ("gzip -dc | tar -x", f"gzip -dc {work}/layer.tar.gz | tar -C {dest} -xf -"),
+                           ("zstd -dc | tar -x", f"zstd -qdc {work}/layer.tar.zst | tar -C {dest} -xf -")):
+            _line(label, _shell(cmd, args.runs, setup=fresh_dest), tar_bytes)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -267,3 +267,65 @@ def df_command(ctx, fmt):
 
 
 system_group.add_command(df_command)
+
+
+@click.command("save")
+@click.argument("images", nargs=-1, required=True)
+@click.option("-o", "--output", default=None, help="Write to a file, instead of stdout.")
+@click.option("--format", "fmt", type=click.Choice(["docker-archive", "oci-archive"]), default="docker-archive",
+              show_default=True, help="Archive format (podman's names).")
+@click.pass_context
+def save_command(ctx, images, output, fmt):
+    """Save one or more images to a tar archive (streamed to stdout by default)."""
+    from ..errors import UsageError
+    from ..images.archive import save
+
+    store = _store(ctx)
+    if output is None:
+        if sys.stdout.isatty():
+            raise UsageError("refusing to write an archive to a terminal: use -o FILE or redirect stdout")
+        save(store, images, sys.stdout.buffer, fmt=fmt)
+        sys.stdout.buffer.flush()
+        return
+    tmp = f"{output}.pybuild-tmp"
+    try:
+        with open(tmp, "wb") as out:
+            save(store, images, out, fmt=fmt)
+        os.replace(tmp, output)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+main.add_command(save_command)
+image_group.add_command(save_command)
+
+
+@click.command("load")
+@click.option("-i", "--input", "input_path", default=None, help="Read from a tar archive file, instead of stdin.")
+@click.option("-q", "--quiet", is_flag=True, help="Suppress the load output.")
+@click.pass_context
+def load_command(ctx, input_path, quiet):
+    """Load images from a docker-archive or OCI archive (stdin by default)."""
+    from ..errors import UsageError
+    from ..images.archive import load
+
+    store = _store(ctx)
+    if input_path is None:
+        if sys.stdin.isatty():
+            raise UsageError("requested load from stdin, but stdin is empty (use -i FILE or pipe an archive)")
+        lines = load(store, sys.stdin.buffer)
+    else:
+        try:
+            stream = open(input_path, "rb")
+        except OSError as err:
+            raise UsageError(f"cannot open {input_path}: {err.strerror}") from None
+        with stream:
+            lines = load(store, stream)
+    if not quiet:
+        _echo_lines("\n".join(lines))
+
+
+main.add_command(load_command)
+image_group.add_command(load_command)

@@ -35,7 +35,9 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import struct
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -61,9 +63,62 @@ class UnpackResult:
     skipped: tuple[str, ...]    # what the kernel refused, one human-readable line each
 
 
+_USTAR = struct.Struct("100s8s8s8s12s12s8sc100s6s2s32s32s8s8s155s")
+# header types whose 512 bytes the fast path may parse; anything else (GNU sparse, unknown) goes to tarfile
+_FAST_TYPES = frozenset((tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.LNKTYPE, tarfile.SYMTYPE, tarfile.CHRTYPE,
+                         tarfile.BLKTYPE, tarfile.DIRTYPE, tarfile.FIFOTYPE, tarfile.CONTTYPE, tarfile.XHDTYPE,
+                         tarfile.XGLTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK))
+
+
+def _octal(field: bytes) -> int:
+    return int(field.split(b"\x00", 1)[0].strip() or b"0", 8)
+
+
 class _TarInfo(tarfile.TarInfo):
-    """Remembers *why* ``tarfile`` stopped: it treats a corrupt or truncated header after the first
-    one as the end of the archive, which would make a cut-off layer look complete."""
+    """``tarfile``'s header, read faster, and with a memory of why the archive ended.
+
+    ``frombuf`` parses a plain header in one ``struct`` call and checks the checksum with two
+    adler32 calls (tarfile's own takes ~40 us: per-field helpers and two 504-value unpacks for its
+    signed and unsigned sums); anything unusual (base-256 numbers, a checksum that only the signed
+    sum matches, a corrupt or end-of-archive block, GNU sparse) is left to tarfile, so the results
+    are tarfile's. ``fromtarfile`` records the header error that stopped the archive: tarfile
+    treats a corrupt or truncated header after the first as the end, which would make a cut-off
+    layer look complete.
+    """
+
+    @classmethod
+    def frombuf(cls, buf, encoding, errors):
+        if len(buf) != tarfile.BLOCKSIZE or not buf[0] or buf[156:157] not in _FAST_TYPES:
+            return super().frombuf(buf, encoding, errors)
+        (name, mode, uid, gid, size, mtime, chksum, type_, linkname, _magic, _version, uname, gname,
+         devmajor, devminor, prefix) = _USTAR.unpack_from(buf)
+        try:
+            chksum = _octal(chksum)
+            numbers = (_octal(mode), _octal(uid), _octal(gid), _octal(size), _octal(mtime),
+                       _octal(devmajor), _octal(devminor))
+        except ValueError:
+            return super().frombuf(buf, encoding, errors)
+        # the sum of the header with the checksum field read as 8 spaces (256); adler32's low half is
+        # 1 + sum mod 65521, exact for pieces of at most 256 bytes
+        if chksum != 256 + (zlib.adler32(buf[:148]) & 0xFFFF) + (zlib.adler32(buf[156:412]) & 0xFFFF) \
+                + (zlib.adler32(buf[412:]) & 0xFFFF) - 3:
+            return super().frombuf(buf, encoding, errors)
+        obj = cls()
+        obj.mode, obj.uid, obj.gid, obj.size, obj.mtime, obj.devmajor, obj.devminor = numbers
+        obj.chksum = chksum
+        obj.type = type_
+        obj.name = name.split(b"\x00", 1)[0].decode(encoding, errors)
+        obj.linkname = linkname.split(b"\x00", 1)[0].decode(encoding, errors)
+        obj.uname = uname.split(b"\x00", 1)[0].decode(encoding, errors)
+        obj.gname = gname.split(b"\x00", 1)[0].decode(encoding, errors)
+        if type_ == tarfile.AREGTYPE and obj.name.endswith("/"):
+            obj.type = tarfile.DIRTYPE                  # old V7 tars: a directory is a file named "x/"
+        if obj.type == tarfile.DIRTYPE:
+            obj.name = obj.name.rstrip("/")
+        prefix = prefix.split(b"\x00", 1)[0]
+        if prefix and type_ not in tarfile.GNU_TYPES:
+            obj.name = prefix.decode(encoding, errors) + "/" + obj.name
+        return obj
 
     @classmethod
     def fromtarfile(cls, tf):

@@ -15,9 +15,11 @@ import os
 import stat
 import subprocess
 import tarfile
+import zlib
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from builder.errors import LayerError, UnsafeLayerError
 from builder.fs import compress
@@ -289,9 +291,9 @@ def test_gzip_is_one_deterministic_member_whatever_the_thread_count(tmp_path):
     blob = outs[0]
     assert blob[:4] == b"\x1f\x8b\x08\x00" and blob[4:8] == b"\x00\x00\x00\x00"   # no FNAME, mtime 0
     assert gzip.decompress(blob) == data
-    d = __import__("zlib").decompressobj(31)
+    d = zlib.decompressobj(31)
     assert d.decompress(blob) == data and d.eof and d.unused_data == b""          # a single member
-    single = __import__("zlib").compress(data, 6)
+    single = zlib.compress(data, 6)
     assert len(blob) < len(single) * 1.01                                         # ratio kept (dictionaries)
     (tmp_path / "x.gz").write_bytes(blob)
     assert subprocess.run(["gzip", "-t", str(tmp_path / "x.gz")]).returncode == 0
@@ -314,7 +316,7 @@ def test_gzip_level_and_empty_stream(tmp_path):
 
 def test_detect_and_decompress_every_format():
     payload = b"tar bytes " * 5000
-    zstd = __import__("zstandard").ZstdCompressor().compress(payload)
+    zstd = zstandard.ZstdCompressor().compress(payload)
     cases = {"gzip": gzip.compress(payload), "zstd": zstd, "bzip2": bz2.compress(payload),
              "xz": lzma.compress(payload), "none": payload}
     for kind, blob in cases.items():

@@ -14,13 +14,13 @@ import hashlib
 import io
 import lzma
 import os
-import shutil
 import stat
 import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from builder.errors import LayerError, UnsafeLayerError
 from builder.fs import unpack as unpack_module
@@ -398,7 +398,7 @@ def test_diff_id_is_computed_while_unpacking_any_compression(tmp_path, kind):
                "xz": os.urandom(4096) * 768}.get(kind) or os.urandom(3 << 20)
     tar = make_tar(D("a"), F("a/b", payload), F("c", b"c"))
     blob = {"none": lambda b: b, "gzip": gzip.compress, "bzip2": bz2.compress, "xz": lzma.compress,
-            "zstd": lambda b: __import__("zstandard").ZstdCompressor().compress(b)}[kind](tar)
+            "zstd": lambda b: zstandard.ZstdCompressor().compress(b)}[kind](tar)
     res = unpack(blob, tmp_path / "t")
     assert res.diff_id == "sha256:" + hashlib.sha256(tar).hexdigest() and res.size == len(tar)
     assert res.compression == kind and res.entries == 3

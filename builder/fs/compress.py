@@ -104,7 +104,6 @@ class GzipWriter:
     ``close()`` finishes the gzip member; it does not close ``out``.
     """
 
-    # magic, CM=deflate, FLG=0, MTIME=0, XFL (set per level), OS=255 (unknown)
     def __init__(self, out: Writer, *, level: int = GZIP_DEFAULT_LEVEL, threads: int | None = None):
         if not 0 <= level <= 9:
             raise ValueError(f"gzip level must be 0-9, not {level}")
@@ -119,6 +118,7 @@ class GzipWriter:
         self._size = 0
         self._closed = False
         xfl = 2 if level == 9 else 4 if level == 1 else 0
+        # magic, CM=deflate, FLG=0 (no name, no comment), MTIME=0, XFL, OS=255 (unknown)
         write_all(out, b"\x1f\x8b\x08\x00\x00\x00\x00\x00" + bytes((xfl, 255)))
 
     def write(self, data) -> int:

@@ -103,11 +103,14 @@ def apply_instruction(config: ContainerConfig, instruction: ins.Instruction, *, 
 
 
 def _join_workdir(current: str, path: str) -> str:
+    """BuildKit's (and docker's) WORKDIR: an absolute path is kept as written; a relative one is
+    joined to the current one and cleaned, as Go's ``path.Join("/", current, path)``."""
     import posixpath
 
-    if not path.startswith("/"):
-        path = posixpath.join(current or "/", path)
-    return posixpath.normpath(path) if path != "/" else "/"
+    if path.startswith("/"):
+        return path
+    joined = posixpath.normpath(posixpath.join("/", current or "/", path))
+    return "/" + joined.lstrip("/")  # Go's Clean leaves one leading slash, normpath may leave two
 
 
 def _replace(config: ContainerConfig, **fields) -> ContainerConfig:

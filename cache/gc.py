@@ -80,6 +80,7 @@ class Plan:
 
 def gather_roots(store: "Store", *, prune_dangling: bool) -> set[str]:
     roots = set(store.tags().values())
+    roots.update(store.build_cache.roots())
     live, _stale = leases_mod.scan(store.layout.leases)
     for lease in live:
         roots.update(lease.refs)

@@ -14,6 +14,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from . import gc as gc_mod
 from . import leases as leases_mod
 from . import tempfiles
+from .buildcache import BuildCache
 from .blobs import BlobReader, BlobSource, BlobStore, BlobWriter, Expected
 from .digests import BlobInfo
 from .errors import RecordError, StoreError
@@ -45,6 +46,7 @@ class Store:
         self._layers = LayerStore(self.layout, self.locks, self._blobs, self._records, self._retain)
         self._images = ImageStore(self.layout, self.locks, self._blobs, self._layers, self._records, self._retain)
         self._tags = TagStore(self.layout, self.locks, self._records, self._images.require)
+        self.build_cache = BuildCache(self.root, self.layout.tmp)
         if sweep:
             self.sweep_temp()
 

@@ -2,3 +2,5 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from image_fixtures import busybox_tar, dockerd  # noqa: E402,F401  (session fixtures of the image tests)

@@ -70,9 +70,26 @@ def build_args_from(values: tuple[str, ...]) -> dict[str, str | None]:
 
 def _register_commands() -> None:
     """Each area's commands live in its own module; importing it registers them on ``main``."""
-    from . import dockerfile_commands, image_commands  # noqa: F401
+    from . import build_commands, dockerfile_commands, image_commands  # noqa: F401
 
 
 _register_commands()
+
+
+def run() -> None:
+    """The console entry point: ``pybuild -t app:1.0 .`` is short for ``pybuild build -t app:1.0 .``."""
+    args = sys.argv[1:]
+    globals_with_value = {"--root"}
+    i = 0
+    while i < len(args) and args[i] in ("--debug",) + tuple(globals_with_value):
+        i += 2 if args[i] in globals_with_value else 1
+    rest = args[i:]
+    if rest and rest[0] not in main.commands and rest[0] not in ("-h", "--help", "--version"):
+        from .build_commands import BUILD_FLAGS
+
+        first = rest[0].split("=", 1)[0]
+        if first in BUILD_FLAGS or not first.startswith("-"):
+            sys.argv[1:] = args[:i] + ["build"] + rest
+    main()
 
 

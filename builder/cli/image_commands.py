@@ -151,9 +151,26 @@ main.add_command(inspect_command)
 image_group.add_command(inspect_command)
 
 
+class _GoBool(click.ParamType):
+    """A Go boolean flag value: ``-H=false`` (click passes the ``=``), ``--human=false``, ``-H false``."""
+
+    name = "boolean"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, bool):
+            return value
+        text = str(value).lstrip("=")
+        if text in ("1", "t", "T", "true", "TRUE", "True"):
+            return True
+        if text in ("0", "f", "F", "false", "FALSE", "False"):
+            return False
+        self.fail(f"invalid boolean value {value!r}", param, ctx)
+
+
 @click.command("history")
 @click.argument("name")
-@click.option("-H", "--human", default=True, type=bool, help="Print sizes and dates in human readable format.")
+@click.option("-H", "--human", default=True, type=_GoBool(), is_flag=False, flag_value="true",
+              help="Print sizes and dates in human readable format (-H=false, as docker).")
 @click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
 @click.option("-q", "--quiet", is_flag=True, help="Only show image IDs.")
 @click.option("--format", "fmt", help="'json', a Go template, or 'table TEMPLATE'.")
@@ -161,12 +178,16 @@ image_group.add_command(inspect_command)
 def history_command(ctx, name, human, no_trunc, quiet, fmt):
     """Show the history of an image."""
     from ..format import render_rows
-    from ..images.service import history
+    from ..images.service import history, resolve_image
 
-    rows = history(_store(ctx), name)
+    store = _store(ctx)
+    rows = history(store, name)
+    if no_trunc and rows and rows[0]["ID"] != "<missing>":
+        rows[0]["ID"] = resolve_image(store, name)[0]
     for row in rows:
         bytes_ = row.pop("_bytes")
-        created_by = row["CreatedBy"]
+        created_by = row["CreatedBy"].replace("\t", " ")  # as docker: a tab would break the table
+        row["CreatedBy"] = created_by
         if not no_trunc and len(created_by) > 45:
             row["CreatedBy"] = created_by[:44] + "…"
         if not human:
@@ -175,8 +196,8 @@ def history_command(ctx, name, human, no_trunc, quiet, fmt):
     if quiet:
         _echo_lines("\n".join(r["ID"] for r in rows))
         return
-    columns = [("ID", "IMAGE"), ("CreatedSince", "CREATED"), ("CreatedBy", "CREATED BY"), ("Size", "SIZE"),
-               ("Comment", "COMMENT")]
+    columns = [("ID", "IMAGE"), ("CreatedSince", "CREATED") if human else ("CreatedAt", "CREATED AT"),
+               ("CreatedBy", "CREATED BY"), ("Size", "SIZE"), ("Comment", "COMMENT")]
     _echo_lines(render_rows(fmt, rows, columns))
 
 
@@ -289,7 +310,11 @@ def save_command(ctx, images, output, fmt):
         return
     tmp = f"{output}.pybuild-tmp"
     try:
-        with open(tmp, "wb") as out:
+        out = open(tmp, "wb")
+    except OSError as err:
+        raise UsageError(f"cannot write {output}: {err.strerror}") from None
+    try:
+        with out:
             save(store, images, out, fmt=fmt)
         os.replace(tmp, output)
     except BaseException:

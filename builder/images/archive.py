@@ -18,7 +18,7 @@ import tarfile
 from dataclasses import dataclass
 from typing import BinaryIO, Iterable
 
-from ..errors import ArchiveError
+from ..errors import ArchiveError, LayerError
 from ..fs.compress import detect
 from ..image import mediatypes as mt
 from ..image.canonical import canonical_json
@@ -144,7 +144,13 @@ def _write_layer(store, tar: tarfile.TarFile, written: set, diff_id: str, fmt: s
         if diff_id not in written:
             written.add(diff_id)
             with open_layer_tar(store, diff_id) as stream:
-                _add_stream(tar, f"blobs/sha256/{diff_id.split(':', 1)[1]}", record.size, stream)
+                try:
+                    _add_stream(tar, f"blobs/sha256/{diff_id.split(':', 1)[1]}", record.size, stream)
+                except OSError as err:
+                    if err.errno is not None:  # a real I/O error, not tarfile's "unexpected end of data"
+                        raise
+                    raise LayerError(f"layer {diff_id}: its contents are now shorter than its {record.size} "
+                                     "bytes (the snapshot or blob was changed on disk)") from None
         return descriptor
     info = layer_blob(store, diff_id, "gzip")
     descriptor = Descriptor(mt.OCI_LAYER_GZIP, info.digest, info.size)
@@ -263,8 +269,8 @@ def load(store, stream: BinaryIO) -> list[str]:
                 image_id = _register(store, config, layers, None, "docker-archive")
                 tags = entry.get("RepoTags") or []
                 for tag in tags:
-                    tag_image(store, image_id, tag)
-                    lines.append(f"Loaded image: {tag}")
+                    full = tag_image(store, image_id, tag)
+                    lines.append(f"Loaded image: {parse_reference(full).familiar}")
                 if not tags:
                     lines.append(f"Loaded image ID: {image_id}")
             return lines

@@ -92,6 +92,22 @@ def _created_at(seconds: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(seconds))
 
 
+def _rfc3339(seconds: float) -> str:
+    """docker history's ``CreatedAt`` (Go's time.RFC3339, whole seconds)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def _human_size4(size: float) -> str:
+    """docker's ``units.HumanSize`` (4 significant digits: ``1.984MB``), used by ``system df`` and
+    ``VirtualSize``; table sizes use 3 (``human_size``)."""
+    units = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
+    i = 0
+    while size >= 1000 and i < len(units) - 1:
+        size /= 1000.0
+        i += 1
+    return f"{size:.4g}{units[i]}"
+
+
 # ----------------------------------------------------------------------------------------------
 # Listing
 
@@ -127,11 +143,11 @@ def list_images(store, *, all_images: bool = False, filters: Iterable[str] = ())
         digest = record.manifest.digest if record.manifest else "<none>"
         base = {"ID": _short(record.id), "Containers": "N/A", "CreatedAt": _created_at(created),
                 "CreatedSince": since(created), "Digest": digest, "SharedSize": "N/A", "Size": human_size(record.size),
-                "UniqueSize": "N/A", "VirtualSize": human_size(record.size), "_created": created, "_id": record.id}
+                "UniqueSize": "N/A", "VirtualSize": _human_size4(record.size), "_created": created, "_id": record.id}
         entries = [familiar(n) for n in names] or [("<none>", "<none>")]
         for repository, tag in entries:
-            if references and not any(_reference_matches(pattern, repository, tag) for pattern in references):
-                continue
+            if references and (not names or not any(_reference_matches(p, repository, tag) for p in references)):
+                continue  # an image without a name matches no reference pattern (as docker)
             rows.append({"Repository": repository, "Tag": tag, **base})
     rows.sort(key=lambda r: (-r["_created"], r["Repository"], r["Tag"]))
     for row in rows:
@@ -141,12 +157,16 @@ def list_images(store, *, all_images: bool = False, filters: Iterable[str] = ())
 
 
 def _reference_matches(pattern: str, repository: str, tag: str) -> bool:
-    """docker's ``reference=`` filter: a glob on ``repository`` or ``repository:tag``."""
+    """docker's ``reference=`` filter (``reference.FamiliarMatch``): Go's ``path.Match`` of the pattern
+    against ``repository:tag``, else against ``repository``; ``*`` and ``?`` never match a ``/``."""
+    return _path_match(pattern, f"{repository}:{tag}") or _path_match(pattern, repository)
+
+
+def _path_match(pattern: str, name: str) -> bool:
     import fnmatch
 
-    if ":" in pattern.rsplit("/", 1)[-1]:
-        return fnmatch.fnmatchcase(f"{repository}:{tag}", pattern)
-    return fnmatch.fnmatchcase(repository, pattern)
+    parts, names = pattern.split("/"), name.split("/")
+    return len(parts) == len(names) and all(fnmatch.fnmatchcase(n, p) for p, n in zip(parts, names))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -220,7 +240,7 @@ def history(store, name: str) -> list[dict]:
             layer_index += 1
         created = parse_timestamp(entry.created) / 1e9 if entry.created else 0
         rows.append({"ID": "<missing>", "CreatedSince": since(created) if created else "N/A",
-                     "CreatedAt": _created_at(created) if created else "", "CreatedBy": entry.created_by,
+                     "CreatedAt": _rfc3339(created) if created else "", "CreatedBy": entry.created_by,
                      "Size": human_size(size), "Comment": entry.comment, "_bytes": size})
     rows.reverse()
     if rows:
@@ -238,16 +258,15 @@ def inspect_image(store, name: str) -> dict:
     if record.manifest is not None:
         repo_digests = sorted({f"{parse_reference(t).familiar_name}@{record.manifest.digest}" for t in tags})
     container = config.config.to_dict()
-    docker_config = {"Hostname": "", "Domainname": "", "User": container.get("User", ""), "AttachStdin": False,
-                     "AttachStdout": False, "AttachStderr": False, "Tty": False, "OpenStdin": False,
-                     "StdinOnce": False, "Env": container.get("Env"), "Cmd": container.get("Cmd"), "Image": "",
-                     "Volumes": container.get("Volumes"), "WorkingDir": container.get("WorkingDir", ""),
-                     "Entrypoint": container.get("Entrypoint"), "OnBuild": container.get("OnBuild"),
-                     "Labels": container.get("Labels")}
+    defaults = {"Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False,
+                "AttachStderr": False, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": None, "Cmd": None,
+                "Image": "", "Volumes": None, "WorkingDir": "", "Entrypoint": None, "OnBuild": None, "Labels": None}
+    # what the config carries wins (docker's legacy builder writes Hostname, Image, ... into it)
+    docker_config = {key: container.get(key, default) for key, default in defaults.items()}
     for key in ("ExposedPorts", "Healthcheck", "StopSignal", "Shell", "ArgsEscaped"):
         if key in container:
             docker_config[key] = container[key]
-    comment = config.history[-1].comment if config.history else ""
+    comment = config.extra.get("comment") or (config.history[-1].comment if config.history else "")  # as docker
     out = {
         "Id": image_id,
         "RepoTags": [parse_reference(t).familiar for t in tags],
@@ -255,7 +274,7 @@ def inspect_image(store, name: str) -> dict:
         "Parent": "",
         "Comment": comment,
         "Created": config.created or "",
-        "DockerVersion": "",
+        "DockerVersion": config.extra.get("docker_version", ""),
         "Author": config.author,
         "Config": docker_config,
         "Architecture": config.architecture,
@@ -264,7 +283,7 @@ def inspect_image(store, name: str) -> dict:
         "GraphDriver": {"Data": {"LowerDir": ":".join(str(store.snapshot_path(d)) for d in reversed(record.layers))},
                         "Name": "pybuild"},
         "RootFS": {"Type": config.rootfs.type, "Layers": list(config.rootfs.diff_ids)},
-        "Metadata": {"LastTagTime": ""},
+        "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},  # not tracked: Go's zero time, as docker shows
     }
     if config.variant:
         out["Variant"] = config.variant
@@ -275,15 +294,13 @@ def inspect_image(store, name: str) -> dict:
 
 def disk_usage_rows(store) -> list[dict]:
     """``system df`` rows (containers, volumes and build cache come with later parts)."""
-    from ..format import human_size
-
     images = store.images()
-    size = sum(i.size for i in images)
+    size = sum(store.get_layer(d).size for d in {d for i in images for d in i.layers})  # shared layers once
     reclaimable = size  # no image is in use by a container yet (containers come with the runtime)
-    percent = f" ({round(100 * reclaimable / size)}%)" if size else ""
+    percent = f" ({100 * reclaimable // size}%)" if size else ""  # docker truncates
     return [
-        {"Type": "Images", "TotalCount": str(len(images)), "Active": "0", "Size": human_size(size),
-         "Reclaimable": f"{human_size(reclaimable)}{percent}"},
+        {"Type": "Images", "TotalCount": str(len(images)), "Active": "0", "Size": _human_size4(size),
+         "Reclaimable": f"{_human_size4(reclaimable)}{percent}"},
         {"Type": "Containers", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"},
         {"Type": "Local Volumes", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"},
         {"Type": "Build Cache", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"},

@@ -1,0 +1,227 @@
+"""The build engine's executor: runs the filesystem steps the planner asks for, captures layers.
+
+The planner (``configstep``) decides configs and history; this module makes the diffs. Each
+filesystem step (RUN, WORKDIR, COPY) writes into a fresh overlay upper directory prepared inside
+the store; the upper directory *is* the layer's snapshot (overlay whiteouts and all), so capturing
+a layer is hashing the deterministic tar of the changed files — time proportional to the change,
+never a scan of the rootfs — and renaming the directory into the store. An empty diff adds no
+layer. Every step is looked up in the build cache first by its key (parent key, expanded
+instruction, the build args it uses, the digests of its inputs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+from ..dockerfile import instructions as ins
+from ..errors import PybuildError
+from ..fs.digests import HashingWriter
+from ..fs.tarwriter import write_tar
+from . import cachekey
+from .configstep import PlanContext, StagePlan, StepPlan, plan_step, start_stage
+
+
+class BuildError(PybuildError):
+    """A build step failed; the message names the Dockerfile line, the command and the exit code."""
+
+
+@dataclass
+class StepEvent:
+    """Progress of one step, for the CLI to render (the core never prints)."""
+
+    stage: str
+    index: int
+    total: int
+    text: str
+    status: str = "start"      # start | cached | done | output | error
+    seconds: float = 0.0
+    output: bytes = b""
+
+
+@dataclass
+class ExecOptions:
+    no_cache: bool = False
+    no_cache_filter: tuple = ()      # stage names whose steps must not use the cache
+    network: str = "host"
+    source_date_epoch: int | None = None
+    on_event: Callable[[StepEvent], None] = field(default=lambda event: None)
+
+
+class _Discard:
+    def write(self, data) -> int:
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def _digest_json(value) -> str:
+    data = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _is_empty_dir(path: str) -> bool:
+    with os.scandir(path) as it:
+        return next(it, None) is None
+
+
+def capture_layer(store, upper: str, *, source_date_epoch: int | None = None) -> str | None:
+    """Turn a filled upper directory into a stored layer; None (and the directory removed) when empty."""
+    if _is_empty_dir(upper):
+        store.abort_snapshot(upper)
+        return None
+    if source_date_epoch is not None:
+        from ..images.importer import clamp_mtimes
+
+        clamp_mtimes(upper, source_date_epoch)
+    sink = HashingWriter(_Discard())
+    write_tar(upper, sink, overlay_whiteouts=True)
+    store.put_layer(sink.digest, sink.size)
+    store.commit_snapshot(sink.digest, upper)
+    return sink.digest
+
+
+class StageExecutor:
+    """Runs one stage: plans each step, executes its filesystem part (or takes it from the cache)."""
+
+    def __init__(self, store, dockerfile: ins.Dockerfile, ctx: PlanContext, context_dir: str | None,
+                 options: ExecOptions):
+        self.store = store
+        self.dockerfile = dockerfile
+        self.ctx = ctx
+        self.context_dir = context_dir
+        self.options = options
+
+    def run(self, stage: ins.Stage, *, base_image=None, base_key: str, parent: StagePlan | None = None
+            ) -> tuple[StagePlan, str]:
+        start = start_stage(self.dockerfile, stage, self.ctx, base_image=base_image, parent=parent)
+        config, state = start.config, start.state
+        key = base_key
+        steps = []
+        work = [(i, True) for i in start.triggers] + [(i, False) for i in stage.instructions]
+        use_cache = not self.options.no_cache and stage.display_name not in self.options.no_cache_filter
+        for index, (instruction, from_onbuild) in enumerate(work, 1):
+            try:
+                step = plan_step(state, config, instruction, self.ctx, from_onbuild=from_onbuild)
+            except PybuildError as err:
+                if hasattr(err, "with_source"):
+                    err.with_source(self.dockerfile.filename, self.dockerfile.tree.source_lines)
+                raise
+            text = instruction.original
+            if step.needs_layer:
+                inputs = self._inputs(step, config)
+                key = cachekey.plan_key(key, step, inputs=inputs)
+                event = StepEvent(stage.display_name, index, len(work), text)
+                started = time.monotonic()
+                entry = self.store.build_cache.get(key) if use_cache else None
+                if entry is not None and (entry.diff_id is None or self._layer_usable(entry.diff_id)):
+                    diff_id = entry.diff_id
+                    self.store.build_cache.touch(key)
+                    event.status = "cached"
+                else:
+                    self.options.on_event(event)
+                    diff_id = self._execute(step, config, instruction, event)
+                    size = self.store.get_layer(diff_id).size if diff_id else 0
+                    self.store.build_cache.put(key, diff_id, size)
+                    event = replace(event, status="done")
+                event.seconds = time.monotonic() - started
+                self.options.on_event(event)
+                if diff_id is None:
+                    config = step.config.with_history(replace(step.history, empty_layer=True)) \
+                        if step.history is not None else step.config
+                else:
+                    config = step.commit(diff_id)
+            else:
+                key = cachekey.plan_key(key, step)
+                config = step.config
+            state = step.state
+            steps.append(step)
+        return StagePlan(stage, start, tuple(steps), config, state), key
+
+    def _layer_usable(self, diff_id: str) -> bool:
+        return self.store.has_layer(diff_id) and self.store.get_layer(diff_id).snapshot
+
+    # -- inputs of a step (cache key) -------------------------------------------------------------
+
+    def _inputs(self, step: StepPlan, config) -> dict:
+        instruction = step.instruction
+        inputs = {}
+        if type(instruction) is ins.RunInstruction or type(instruction) is ins.WorkdirInstruction:
+            inputs["env"] = _digest_json({"env": list(config.config.env), "user": config.config.user,
+                                          "workdir": config.config.working_dir, "argv": list(step.argv),
+                                          "network": self._network(instruction)})
+        if type(instruction) in (ins.CopyInstruction, ins.AddInstruction):
+            from .context import source_digest
+
+            inputs["sources"] = source_digest(self.context_dir, instruction, self.store.root)
+        return inputs
+
+    def _network(self, instruction) -> str:
+        wanted = getattr(instruction, "network", "default")
+        return self.options.network if wanted in ("", "default") else wanted
+
+    # -- execution ----------------------------------------------------------------------------------
+
+    def _lowers(self, config) -> tuple:
+        return tuple(str(self.store.snapshot_path(d)) for d in reversed(config.rootfs.diff_ids))
+
+    def _execute(self, step: StepPlan, config, instruction, event: StepEvent) -> str | None:
+        kind = type(step.instruction)
+        upper = str(self.store.prepare_snapshot())
+        try:
+            if kind is ins.RunInstruction:
+                self._run(step, config, instruction, upper, event)
+            elif kind is ins.WorkdirInstruction:
+                from .fileops import make_workdir
+
+                make_workdir(self._lowers(config), upper, step.workdir or config.config.working_dir,
+                             config.config.user)
+            elif kind in (ins.CopyInstruction, ins.AddInstruction):
+                from .fileops import copy_into
+
+                copy_into(self.context_dir, self._lowers(config), upper, step.instruction,
+                          config.config.working_dir or "/", source_date_epoch=self.options.source_date_epoch)
+            else:
+                raise BuildError(f"{instruction.keyword} is not supported yet")
+        except BaseException:
+            self.store.abort_snapshot(upper)
+            raise
+        return capture_layer(self.store, upper, source_date_epoch=self.options.source_date_epoch)
+
+    def _run(self, step: StepPlan, config, instruction, upper: str, event: StepEvent) -> None:
+        from ..sandbox import RunSpec, run
+
+        work = str(self.store.prepare_snapshot())
+        try:
+            vars_env = step.state.vars.env
+            env = tuple(f"{k}={v}" for k, v in vars_env.items()) if hasattr(vars_env, "items") else ()
+            network = self._network(step.instruction)
+            spec = RunSpec(argv=tuple(step.argv), lower_dirs=self._lowers(config), upper_dir=upper, work_dir=work,
+                           env=env, cwd=config.config.working_dir or "/", user=config.config.user,
+                           network="none" if network == "none" else "host", stdout="pipe", stderr="stdout")
+            tail: list[bytes] = []
+
+            def on_output(stream: str, chunk: bytes) -> None:
+                tail.append(chunk)
+                if len(tail) > 64:
+                    del tail[:-64]
+                self.options.on_event(replace(event, status="output", output=chunk))
+
+            result = run(spec, on_output=on_output)
+        finally:
+            self.store.abort_snapshot(work)
+        if result.exit_code != 0:
+            lines = b"".join(tail).decode("utf-8", "replace").splitlines()[-10:]
+            command = " ".join(step.argv)
+            node = instruction.node
+            where = f"{self.dockerfile.filename}:{node.start_line}"
+            detail = "\n".join(f"  > {line}" for line in lines)
+            how = f"signal {result.signal}" if result.signal else f"exit code {result.exit_code}"
+            raise BuildError(f"{where}: RUN failed ({how}): {command}" + (f"\nlast output:\n{detail}" if detail else ""))

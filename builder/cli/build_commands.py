@@ -1,0 +1,96 @@
+"""``pybuild build`` (and the short form ``pybuild -t app:1.0 .``)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import click
+
+from . import build_args_from, main
+
+BUILD_FLAGS = ("-t", "--tag", "-f", "--file", "--build-arg", "--label", "--network", "--no-cache", "--progress",
+               "-q", "--quiet", "--iidfile", "--target", "--no-cache-filter", "--metadata-file")
+
+
+class _Progress:
+    """Renders step events: plain lines (CI) or the same, quieter, with -q."""
+
+    def __init__(self, mode: str, quiet: bool):
+        self.mode = "quiet" if quiet else mode
+        self.started = time.monotonic()
+
+    def __call__(self, event) -> None:
+        if self.mode == "quiet":
+            return
+        out = sys.stderr
+        tag = f"[{event.stage} {event.index}/{event.total}]"
+        if event.status == "start":
+            out.write(f"#{event.index} {tag} {event.text}\n")
+        elif event.status == "cached":
+            out.write(f"#{event.index} {tag} {event.text}\n#{event.index} CACHED\n")
+        elif event.status == "output" and event.output:
+            for line in event.output.decode("utf-8", "replace").splitlines():
+                out.write(f"#{event.index} {line}\n")
+        elif event.status == "done":
+            out.write(f"#{event.index} DONE {event.seconds:.1f}s\n")
+        out.flush()
+
+
+@click.command("build")
+@click.argument("context", default=".")
+@click.option("-t", "--tag", "tags", multiple=True, help="Name and optionally a tag (name:tag).")
+@click.option("-f", "--file", "dockerfile", default=None, help="Name of the Dockerfile (default: CONTEXT/Dockerfile).")
+@click.option("--build-arg", "build_args", multiple=True, metavar="K=V", help="Build-time variables.")
+@click.option("--label", "labels", multiple=True, metavar="K=V", help="Set metadata for the image.")
+@click.option("--network", type=click.Choice(["default", "host", "none"]), default="default",
+              help="Networking mode for RUN steps (default: the host's, for now).")
+@click.option("--no-cache", is_flag=True, help="Do not use the build cache.")
+@click.option("--no-cache-filter", "no_cache_filter", multiple=True, help="Do not cache these stages.")
+@click.option("--target", default="", help="The stage to build.")
+@click.option("--progress", type=click.Choice(["auto", "tty", "plain", "quiet", "rawjson"]), default="auto")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the image ID.")
+@click.option("--iidfile", default=None, help="Write the image ID to this file.")
+@click.pass_context
+def build_command(ctx, context, tags, dockerfile, build_args, labels, network, no_cache, no_cache_filter, target,
+                  progress, quiet, iidfile):
+    """Build an image from a Dockerfile."""
+    from cache import Store
+
+    from ..build.executor import ExecOptions
+    from ..build.solver import BuildRequest, build, source_date_epoch
+    from ..errors import UsageError
+
+    if not os.path.isdir(context):
+        raise UsageError(f"unable to prepare context: path {context!r} not found")
+    path = dockerfile or os.path.join(context, "Dockerfile")
+    if dockerfile is None and not os.path.exists(path) and os.path.exists(os.path.join(context, "dockerfile")):
+        path = os.path.join(context, "dockerfile")
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as err:
+        raise UsageError(f"failed to read Dockerfile {path}: {err.strerror}") from None
+    args = build_args_from(build_args)
+    label_map = dict(item.partition("=")[::2] for item in labels)
+    options = ExecOptions(no_cache=no_cache, no_cache_filter=tuple(no_cache_filter),
+                          network="host" if network == "default" else network,
+                          source_date_epoch=source_date_epoch({k: v for k, v in args.items() if v}),
+                          on_event=_Progress(progress, quiet))
+    request = BuildRequest(data, os.path.relpath(path) if not os.path.isabs(dockerfile or "") else path, context,
+                           tuple(tags), {k: v for k, v in args.items() if v is not None}, target, label_map, options)
+    store = Store.open((ctx.find_root().obj or {}).get("root"))
+    result = build(store, request)
+    if iidfile:
+        with open(iidfile, "w") as fh:
+            fh.write(result.image_id)
+    if quiet:
+        click.echo(result.image_id)
+    else:
+        for name in result.tags:
+            click.echo(f"naming to {name} done", err=True)
+        click.echo(f"writing image {result.image_id} done", err=True)
+
+
+main.add_command(build_command)

@@ -1,0 +1,162 @@
+"""Inside the namespaces: turn a fresh process into the RUN environment, then exec the command.
+
+``prepare`` runs in the sandbox's pid 1 with full privileges: rootfs, pivot_root, hostname, loopback,
+USER lookup in the image, WORKDIR, then the seccomp filter (loaded while CAP_SYS_ADMIN is still held,
+because no_new_privs stays off as under BuildKit) and the capability cut.  ``exec_command`` runs in the
+forked command process: groups, gid, uid, umask, cwd, PATH lookup, exec -- nothing it does needs more
+than the default capability set.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+
+from .caps import DEFAULT_MASK, last_cap, restrict_capabilities
+from .errors import SandboxError
+from .plan import SandboxPlan
+from .rootfs import HostView, pivot_root, prepare_rootfs, read_host_view
+from .seccomp import build_filter
+from .syscalls import PR_SET_DUMPABLE
+from .users import ExecUser, read_user_files, resolve_user
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """Everything the command process needs after ``prepare``."""
+
+    argv: tuple[str, ...]
+    env: tuple[str, ...]
+    cwd: str
+    user: ExecUser
+
+
+def build_env(env: tuple[str, ...], home: str) -> tuple[str, ...]:
+    """The process environment: the spec's, last value of a key winning, plus HOME as runc adds it."""
+    merged: dict[str, str] = {}
+    for item in env:
+        key, _, value = item.partition("=")
+        merged.pop(key, None)
+        merged[key] = value
+    if "HOME" not in merged:
+        merged["HOME"] = home or "/"
+    return tuple(f"{k}={v}" for k, v in merged.items())
+
+
+def make_workdir(path: str, uid: int, gid: int) -> None:
+    """BuildKit's MkdirAllAndChown(cwd, 0755, user): missing components are created and owned by the
+    user; existing ones are left alone.  Runs after pivot_root, so the image's symlinks stay inside."""
+    current = "/"
+    for part in [p for p in path.split("/") if p]:
+        current = os.path.join(current, part)
+        try:
+            os.mkdir(current, 0o755)
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise SandboxError(f"failed to create working directory {path}: {err.strerror}") from None
+        os.lchown(current, uid, gid)
+
+
+def prepare(plan: SandboxPlan, sys, host: HostView | None = None) -> Prepared:
+    spec = plan.spec
+    os.umask(0o022)
+    # Not dumpable: the RUN (same uid, same capabilities once they are cut) cannot ptrace its pid 1 or
+    # read its /proc files; the command's exec makes itself dumpable again.
+    sys.prctl(PR_SET_DUMPABLE, 0)
+    host = read_host_view() if host is None else host
+    top_cap = last_cap()
+    try:
+        sys.load_libraries()
+        prepare_rootfs(sys, spec, plan.layout, plan.overlay, host)
+        pivot_root(sys, plan.layout.rootfs)
+        sys.sethostname(spec.hostname)
+        if spec.network == "none":
+            sys.set_loopback_up()
+    except OSError as err:
+        raise SandboxError(f"failed to set up the sandbox: {err.strerror or err}") from None
+    passwd, group = read_user_files("/")
+    user = resolve_user(spec.user, passwd, group)
+    make_workdir(spec.cwd, user.uid, user.gid)
+    env = build_env(spec.env, user.home)
+    try:
+        sys.seccomp_load(build_filter(DEFAULT_MASK))
+        restrict_capabilities(sys, DEFAULT_MASK, top_cap)
+    except OSError as err:
+        raise SandboxError(f"failed to apply the security profile: {err.strerror or err}") from None
+    return Prepared(spec.argv, env, spec.cwd, user)
+
+
+def lookup_executable(name: str, env: tuple[str, ...]) -> str:
+    """Go's exec.LookPath against the process's PATH, with runc's error wording."""
+    if "/" in name:
+        if not os.path.exists(name):
+            raise SandboxError(f'unable to start container process: exec: "{name}": stat {name}: '
+                               "no such file or directory")
+        return name
+    path = DEFAULT_PATH
+    for item in env:
+        if item.startswith("PATH="):
+            path = item[5:]
+    for directory in path.split(":"):
+        candidate = os.path.join(directory or ".", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise SandboxError(f'unable to start container process: exec: "{name}": executable file not found in $PATH')
+
+
+def _close_extra_fds() -> None:
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass
+
+
+def _chdir(sys, path: str, final: bool) -> bool:
+    try:
+        sys.chdir(path)
+        return True
+    except PermissionError:
+        if not final:
+            return False
+        err_text = "permission denied"
+    except OSError as err:
+        err_text = (err.strerror or str(err)).lower()
+    raise SandboxError(f"unable to start container process: chdir to cwd ({path!r}) set in config.json failed: "
+                       f"{err_text}")
+
+
+def exec_command(prepared: Prepared, sys) -> None:
+    """Become the user and exec; returns only by raising ``SandboxError``."""
+    user = prepared.user
+    # Like runc: chdir while still root (the user may lack search permission on a parent), and again
+    # as the user only if root was refused.
+    retry_chdir = not _chdir(sys, prepared.cwd, final=False)
+    try:
+        sys.setgroups(user.groups)
+        sys.setresgid(user.gid, user.gid, user.gid)
+        sys.setresuid(user.uid, user.uid, user.uid)
+    except OSError as err:
+        raise SandboxError(f"unable to start container process: failed to set user {user.uid}:{user.gid}: "
+                           f"{err.strerror}") from None
+    if retry_chdir:
+        _chdir(sys, prepared.cwd, final=True)
+    path = lookup_executable(prepared.argv[0], prepared.env)
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
+                signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH):
+        signal.signal(sig, signal.SIG_DFL)
+    _close_extra_fds()
+    try:
+        os.execve(path, list(prepared.argv), dict(e.split("=", 1) for e in prepared.env))
+    except OSError as err:
+        raise SandboxError(f'unable to start container process: exec: "{prepared.argv[0]}": '
+                           f"{(err.strerror or str(err)).lower()}") from None
+
+
+__all__ = ["Prepared", "prepare", "exec_command", "build_env", "make_workdir", "lookup_executable"]

@@ -1,0 +1,135 @@
+"""The sandbox's own processes: ``python -c 'import builder.sandbox.init as i; i.main()' PLAN_FD STATUS_FD``.
+
+The parent starts this module with ``subprocess`` (a fresh single-threaded interpreter, so forking
+below is safe even when the build engine runs threads) and three processes follow:
+
+* the *monitor* (this process, outside the new pid namespace): dies with the parent (PDEATHSIG),
+  unshares the mount, pid, ipc, uts (and, for ``--network none``, net) namespaces, forks the init and
+  waits for it;
+* the *init* (pid 1 of the new pid namespace): dies with the monitor, builds the rootfs and security
+  profile (``container.prepare``), forks the command, forwards signals to it and reaps every zombie
+  until the command exits, then reports its status.  When it exits the kernel kills whatever the RUN
+  left running and the mount namespace -- with the overlay and every other mount -- goes away;
+* the *command* (pid 2): sets its user and execs the RUN's argv (``container.exec_command``).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import sys
+
+from . import status
+from .container import exec_command, prepare
+from .errors import SandboxError
+from .plan import SandboxPlan
+from .syscalls import (CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUTS, PR_SET_PDEATHSIG,
+                       Syscalls)
+
+SETUP_FAILED = 125
+EXEC_FAILED = 127
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
+                     signal.SIGWINCH, signal.SIGCONT)
+
+
+def namespace_flags(network: str) -> int:
+    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
+    return flags | CLONE_NEWNET if network == "none" else flags
+
+
+def _forward_signals(pid: int) -> None:
+    def handler(signum, _frame):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for sig in FORWARDED_SIGNALS:
+        signal.signal(sig, handler)
+
+
+def _exit_status(wait_status: int) -> tuple[int, int | None]:
+    """(exit code as a shell reports it, terminating signal or None)."""
+    if os.WIFSIGNALED(wait_status):
+        sig = os.WTERMSIG(wait_status)
+        return 128 + sig, sig
+    return os.waitstatus_to_exitcode(wait_status), None
+
+
+def _error_text(err: BaseException) -> str:
+    if isinstance(err, SandboxError):
+        return err.message
+    if isinstance(err, OSError):
+        return f"sandbox setup failed: {err.strerror or err}"
+    return f"sandbox setup failed: {type(err).__name__}: {err}"
+
+
+def _command(prepared, sys_: Syscalls, status_fd: int) -> None:
+    try:
+        exec_command(prepared, sys_)
+    except BaseException as err:  # noqa: BLE001 - whatever happens, report it and never return
+        status.send(status_fd, error=_error_text(err))
+    os._exit(EXEC_FAILED)
+
+
+def _init(plan: SandboxPlan, sys_: Syscalls, status_fd: int, life_fd: int) -> None:
+    try:
+        sys_.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if select.select([life_fd], [], [], 0)[0]:   # readable = EOF = the monitor is already gone
+            os._exit(SETUP_FAILED)
+        os.close(life_fd)
+        prepared = prepare(plan, sys_)
+    except BaseException as err:  # noqa: BLE001
+        status.send(status_fd, error=_error_text(err))
+        os._exit(SETUP_FAILED)
+    child = os.fork()
+    if child == 0:
+        _command(prepared, sys_, status_fd)
+    _forward_signals(child)
+    while True:
+        try:
+            pid, wait_status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            os._exit(SETUP_FAILED)
+        if pid == child:
+            break
+    code, sig = _exit_status(wait_status)
+    if sig is None:
+        status.send(status_fd, exit=code)
+    else:
+        status.send(status_fd, signal=sig)
+    os._exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv if argv is None else argv
+    plan_fd, status_fd = int(argv[1]), int(argv[2])
+    os.set_inheritable(status_fd, False)
+    sys_ = Syscalls()
+    try:
+        plan = SandboxPlan.load(plan_fd)
+        sys_.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if plan.parent_pid and os.getppid() != plan.parent_pid:
+            os._exit(SETUP_FAILED)          # the parent died before PDEATHSIG was armed
+        sys_.unshare(namespace_flags(plan.spec.network))
+    except BaseException as err:  # noqa: BLE001
+        status.send(status_fd, error=_error_text(err))
+        os._exit(SETUP_FAILED)
+    life_r, life_w = os.pipe()
+    init_pid = os.fork()
+    if init_pid == 0:
+        os.close(life_w)
+        _init(plan, sys_, status_fd, life_r)
+    os.close(life_r)
+    status.send(status_fd, init_pid=init_pid)
+    _forward_signals(init_pid)
+    _, wait_status = os.waitpid(init_pid, 0)
+    code, sig = _exit_status(wait_status)
+    if sig is not None:
+        status.send(status_fd, init_signal=sig)
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

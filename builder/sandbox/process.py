@@ -1,0 +1,316 @@
+"""Run a ``RunSpec`` and wait for it: the parent side of the sandbox.
+
+``run`` prepares the per-run scratch directory (generated /etc files, the stub layer, overlay link
+names, the plan), starts ``builder.sandbox.init`` with ``subprocess`` and streams the command's output
+to a callback (or collects it) while reading the status channel.  Every exit path -- normal, setup
+error, KeyboardInterrupt, any exception -- kills what is left of the sandbox (SIGKILL to its pid 1
+takes the whole pid namespace, and with it the mount namespace and every mount), removes the mount
+stubs a run had to create in the upper dir and deletes the scratch directory.  The upper dir itself
+stays, for layer capture.  If the parent is SIGKILLed, PDEATHSIG takes the sandbox down the same way
+(only the scratch directory is then left behind).
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from . import status
+from .errors import SandboxError
+from .etcfiles import hosts_file, resolv_conf
+from .overlay import create_links, kernel_feature_options, plan_overlay
+from .paths import read_stub_record
+from .plan import SandboxPlan
+from .rootfs import make_stub_layer
+from .spec import RunLayout, RunSpec
+
+OutputCallback = Callable[[str, bytes], None]
+
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The sandbox's pid 1 shows this command line to the RUN (``ps``), so it names no host path: the
+# package location comes in the environment and the plan as an inherited file descriptor.
+_BOOT = ("import os,sys;sys.path.insert(0,os.environ.pop('PYBUILD_SANDBOX_PATH'));"
+         "import builder.sandbox.init as i;i.main()")
+_KILL_WAIT = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """How the command ended.  ``exit_code`` is what a shell would report (128+N for signal N);
+    ``stdout``/``stderr`` hold the output when it was piped and no callback took it."""
+
+    exit_code: int
+    signal: int | None = None
+    stdout: bytes = b""
+    stderr: bytes = b""
+    duration: float = 0.0
+    upper_dir: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+def _private_dir(path: str) -> bool:
+    """True if ``path`` is (now) a directory only we can write: code is loaded from it as root."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return False
+    st = os.lstat(path)
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o022
+
+
+def _bytecode_options() -> list[str]:
+    """The init runs isolated (-I ignores PYTHON* variables), so carry over where bytecode may go: a
+    parent that must not write next to its sources gets a private cache under the temp dir instead of
+    recompiling the sandbox for every RUN (and no cache at all if that directory is not ours alone)."""
+    if sys.pycache_prefix is not None:
+        return ["-X", f"pycache_prefix={sys.pycache_prefix}"]
+    if not sys.flags.dont_write_bytecode:
+        return []
+    prefix = os.path.join(tempfile.gettempdir(), f"pybuild-sandbox-pycache-{os.getuid()}")
+    return ["-X", f"pycache_prefix={prefix}"] if _private_dir(prefix) else ["-B"]
+
+
+def _prepare_scratch(spec: RunSpec) -> tuple[SandboxPlan, str]:
+    base = spec.scratch_dir or os.path.dirname(spec.work_dir.rstrip("/")) or "/"
+    scratch = tempfile.mkdtemp(prefix=".pybuild-run-", dir=base)
+    try:
+        layout = RunLayout(scratch)
+        os.mkdir(layout.rootfs, 0o755)
+        for path, text in ((layout.hosts, hosts_file(spec.hostname, spec.extra_hosts)),
+                           (layout.resolv, resolv_conf(spec.network))):
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            os.chmod(path, 0o644)
+        make_stub_layer(spec, layout)
+        overlay = plan_overlay((*spec.lower_dirs, layout.stubs), spec.upper_dir, spec.work_dir, layout.links,
+                               kernel_feature_options())
+        create_links(overlay)
+        plan = SandboxPlan(spec, layout, overlay, os.getpid())
+        plan.dump(layout.plan)
+        return plan, scratch
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+
+
+def _is_empty_stub(path: str) -> bool:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if stat.S_ISDIR(st.st_mode):
+        return not os.listdir(path)
+    return stat.S_ISREG(st.st_mode) and st.st_size == 0
+
+
+def remove_stubs(upper_dir: str, stubs: list[str]) -> None:
+    """Remove the mount stubs a run created through the merged view, newest first, as BuildKit's
+    MountStubsCleaner does: only while still empty (a directory the RUN wrote into is content), keeping
+    the parent directory's timestamps; then check that no empty stub is left in the layer."""
+    for rel in reversed(stubs):
+        path = os.path.join(upper_dir, rel.lstrip("/"))
+        if not _is_empty_stub(path):
+            continue
+        parent = os.path.dirname(path)
+        pst = os.stat(parent)
+        try:
+            os.rmdir(path) if stat.S_ISDIR(os.lstat(path).st_mode) else os.unlink(path)
+        except OSError as err:
+            raise SandboxError(f"failed to remove mount stub {rel} from the layer: {err.strerror}") from None
+        os.utime(parent, ns=(pst.st_atime_ns, pst.st_mtime_ns))
+    left = [rel for rel in stubs if _is_empty_stub(os.path.join(upper_dir, rel.lstrip("/")))]
+    if left:
+        raise SandboxError(f"mount stubs left in the layer: {', '.join(left)}")
+
+
+class _Streams:
+    """Pumps the child's pipes: output to the callback (or buffers), input from bytes, status lines."""
+
+    def __init__(self, proc: subprocess.Popen, status_fd: int, on_output: OutputCallback | None,
+                 stdin_data: bytes | None):
+        self.sel = selectors.DefaultSelector()
+        self.on_output = on_output
+        self.buffers = {"stdout": bytearray(), "stderr": bytearray()}
+        self.status = bytearray()
+        self.messages: list[dict] = []
+        self.init_pid: int | None = None
+        self.pidfd: int | None = None
+        for name in ("stdout", "stderr"):
+            pipe = getattr(proc, name)
+            if pipe is not None:
+                os.set_blocking(pipe.fileno(), False)
+                self.sel.register(pipe.fileno(), selectors.EVENT_READ, name)
+        self.sel.register(status_fd, selectors.EVENT_READ, "status")
+        self.stdin_data = memoryview(stdin_data or b"")
+        if proc.stdin is not None:
+            os.set_blocking(proc.stdin.fileno(), False)
+            self.sel.register(proc.stdin.fileno(), selectors.EVENT_WRITE, "stdin")
+        self.proc = proc
+
+    def pump(self) -> None:
+        while self.sel.get_map():
+            for key, _ in self.sel.select():
+                self._handle(key)
+
+    def _handle(self, key) -> None:
+        fd, name = key.fd, key.data
+        if name == "stdin":
+            try:
+                written = os.write(fd, self.stdin_data[:65536]) if self.stdin_data else 0
+            except BrokenPipeError:
+                written, self.stdin_data = 0, memoryview(b"")
+            self.stdin_data = self.stdin_data[written:]
+            if not self.stdin_data:
+                self.sel.unregister(fd)
+                self.proc.stdin.close()
+            return
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        if not data:
+            self.sel.unregister(fd)
+            return
+        if name == "status":
+            self.status += data
+            self._status_lines()
+        elif self.on_output is not None:
+            self.on_output(name, data)
+        else:
+            self.buffers[name] += data
+
+    def _status_lines(self) -> None:
+        *lines, rest = bytes(self.status).split(b"\n")
+        self.status = bytearray(rest)
+        for message in status.parse(b"\n".join(lines)):
+            self.messages.append(message)
+            if "init_pid" in message and self.init_pid is None:
+                self.init_pid = int(message["init_pid"])
+                try:
+                    self.pidfd = os.pidfd_open(self.init_pid)
+                except (OSError, AttributeError):
+                    self.pidfd = None
+
+    def close(self) -> None:
+        self.sel.close()
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+
+
+def _kill(proc: subprocess.Popen | None, streams: _Streams | None) -> None:
+    """SIGKILL the sandbox's pid 1 (the kernel then kills its whole pid namespace) and the monitor's
+    process group, and wait until the pid 1 is really gone so its mount namespace is released."""
+    if streams is not None and streams.init_pid is not None:
+        try:
+            if streams.pidfd is not None:
+                signal.pidfd_send_signal(streams.pidfd, signal.SIGKILL)
+            else:
+                os.kill(streams.init_pid, signal.SIGKILL)
+        except (ProcessLookupError, OSError):
+            pass
+    if proc is not None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        proc.wait()
+    if streams is not None and streams.pidfd is not None:
+        selectors_ = selectors.DefaultSelector()
+        try:
+            selectors_.register(streams.pidfd, selectors.EVENT_READ)
+            selectors_.select(_KILL_WAIT)
+        finally:
+            selectors_.close()
+
+
+def _result(spec: RunSpec, streams: _Streams, returncode: int, started: float) -> RunResult:
+    errors = [m["error"] for m in streams.messages if "error" in m]
+    if errors:
+        raise SandboxError(errors[0])
+    duration = time.monotonic() - started
+    out, err = bytes(streams.buffers["stdout"]), bytes(streams.buffers["stderr"])
+    for message in streams.messages:
+        if "exit" in message:
+            return RunResult(int(message["exit"]), None, out, err, duration, spec.upper_dir)
+        if "signal" in message:
+            sig = int(message["signal"])
+            return RunResult(128 + sig, sig, out, err, duration, spec.upper_dir)
+    killed = next((m["init_signal"] for m in streams.messages if "init_signal" in m), None)
+    if killed is None and returncode < 0:
+        killed = -returncode
+    raise SandboxError(f"the sandbox was killed by signal {killed}" if killed
+                       else f"the sandbox ended without a status (exit code {returncode})")
+
+
+def run(spec: RunSpec, *, on_output: OutputCallback | None = None, stdin_data: bytes | None = None) -> RunResult:
+    """Run ``spec`` to completion.
+
+    Output of piped streams goes to ``on_output(stream_name, chunk)`` as it arrives, or is collected
+    in the result.  ``stdin_data`` is fed to the command when ``spec.stdin == "pipe"``.  Raises
+    ``SandboxError`` when the command could not be started; a command that fails is a result.
+    """
+    started = time.monotonic()
+    plan, scratch = _prepare_scratch(spec)
+    proc: subprocess.Popen | None = None
+    streams: _Streams | None = None
+    status_r, status_w = os.pipe()
+    plan_fd = os.open(plan.layout.plan, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        stdin = {"null": subprocess.DEVNULL, "inherit": None, "pipe": subprocess.PIPE}[spec.stdin]
+        stdout = {"inherit": None, "pipe": subprocess.PIPE}[spec.stdout]
+        stderr = {"inherit": None, "pipe": subprocess.PIPE, "stdout": subprocess.STDOUT}[spec.stderr]
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", *_bytecode_options(), "-c", _BOOT, str(plan_fd), str(status_w)],
+            stdin=stdin, stdout=stdout,
+            stderr=stderr, pass_fds=(plan_fd, status_w), process_group=0, cwd="/",
+            env={"PYBUILD_SANDBOX_PATH": _PACKAGE_ROOT})
+        os.close(status_w)
+        status_w = -1
+        streams = _Streams(proc, status_r, on_output, stdin_data)
+        streams.pump()
+        returncode = proc.wait()
+    except BaseException:
+        _kill(proc, streams)
+        _cleanup(plan, scratch, streams, proc, (status_r, status_w, plan_fd), quiet=True)
+        raise
+    _cleanup(plan, scratch, streams, proc, (status_r, status_w, plan_fd), quiet=False)
+    return _result(spec, streams, returncode, started)
+
+
+def _cleanup(plan: SandboxPlan, scratch: str, streams: _Streams | None, proc: subprocess.Popen | None,
+             fds: tuple[int, ...], quiet: bool) -> None:
+    """Close our ends, remove mount stubs from the upper dir, delete the scratch directory.
+    ``quiet`` (an exception is already on its way) keeps a cleanup failure from replacing it."""
+    if streams is not None:
+        streams.close()
+    for fd in fds:
+        if fd >= 0:
+            os.close(fd)
+    for pipe in (proc.stdin, proc.stdout, proc.stderr) if proc is not None else ():
+        if pipe is not None and not pipe.closed:
+            pipe.close()
+    try:
+        remove_stubs(plan.spec.upper_dir, read_stub_record(plan.layout.stub_record))
+    except SandboxError:
+        if not quiet:
+            raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+__all__ = ["run", "RunResult", "OutputCallback", "remove_stubs"]

@@ -1,0 +1,184 @@
+"""What to run and how: the frozen description of one RUN step, the only input of the sandbox.
+
+A ``RunSpec`` is plain data (paths, strings, tuples) so it can be checked once here, hashed, and sent to
+the sandbox's init process as JSON.  The build engine fills it from the image config and the RUN
+instruction; nothing in it refers to live objects.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields
+
+from .errors import SandboxError
+
+DEFAULT_HOSTNAME = "buildkitsandbox"
+DEFAULT_SHELL = ("/bin/sh", "-c")
+NETWORK_MODES = ("host", "none")
+STDIN_MODES = ("null", "inherit", "pipe")
+OUTPUT_MODES = ("inherit", "pipe")
+STDERR_MODES = ("inherit", "pipe", "stdout")
+
+
+def shell_argv(command: str, shell: tuple[str, ...] | list[str] = DEFAULT_SHELL) -> tuple[str, ...]:
+    """The argv of a shell-form RUN: the stage's SHELL (``["/bin/sh", "-c"]`` by default) plus the text."""
+    return (*shell, command)
+
+
+@dataclass(frozen=True, slots=True)
+class BindMount:
+    """A host path made visible at ``target`` (RUN --mount=type=bind/cache/secret will use these)."""
+
+    source: str
+    target: str
+    readonly: bool = True
+
+    def __post_init__(self):
+        _absolute("bind mount source", self.source)
+        _absolute("bind mount target", self.target)
+
+
+@dataclass(frozen=True, slots=True)
+class TmpfsMount:
+    """An empty tmpfs at ``target``; ``size`` in bytes (0: the kernel's default, half of RAM)."""
+
+    target: str
+    size: int = 0
+    mode: int = 0o1777
+
+    def __post_init__(self):
+        _absolute("tmpfs target", self.target)
+        if self.size < 0:
+            raise SandboxError(f"tmpfs size must not be negative: {self.size}")
+
+
+@dataclass(frozen=True, slots=True)
+class HostEntry:
+    """One extra /etc/hosts line (``--add-host name:ip``)."""
+
+    name: str
+    ip: str
+
+    def __post_init__(self):
+        import ipaddress
+
+        try:
+            ipaddress.ip_address(self.ip)
+        except ValueError:
+            raise SandboxError(f"invalid IP address in add-host: {self.ip!r}") from None
+        if not self.name or any(c.isspace() for c in self.name):
+            raise SandboxError(f"invalid host name in add-host: {self.name!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class RunSpec:
+    """One process to run in a fresh sandbox over an overlay of ``lower_dirs`` (top layer first).
+
+    ``upper_dir``/``work_dir`` are the overlay's upper and work directories (same filesystem, work
+    empty); the upper dir keeps the RUN's changes for layer capture.  ``user`` is a Docker USER value
+    (``name``, ``uid``, ``uid:gid``, ``name:group``); ``env`` is a list of ``KEY=value``.
+    ``scratch_dir`` is where the sandbox keeps its per-run files (generated /etc files, overlay
+    link names, mount stubs); empty means next to ``work_dir``.
+    """
+
+    argv: tuple[str, ...]
+    lower_dirs: tuple[str, ...]
+    upper_dir: str
+    work_dir: str
+    env: tuple[str, ...] = ()
+    cwd: str = "/"
+    user: str = ""
+    hostname: str = DEFAULT_HOSTNAME
+    network: str = "host"
+    binds: tuple[BindMount, ...] = ()
+    tmpfs: tuple[TmpfsMount, ...] = ()
+    extra_hosts: tuple[HostEntry, ...] = ()
+    stdin: str = "null"
+    stdout: str = "pipe"
+    stderr: str = "pipe"
+    scratch_dir: str = ""
+
+    def __post_init__(self):
+        for name in ("argv", "lower_dirs", "env", "binds", "tmpfs", "extra_hosts"):
+            value = getattr(self, name)
+            if not isinstance(value, tuple):
+                object.__setattr__(self, name, tuple(value))
+        if not self.argv or not self.argv[0]:
+            raise SandboxError("no command given to run")
+        for path in self.lower_dirs:
+            _absolute("lower dir", path)
+        _absolute("upper dir", self.upper_dir)
+        _absolute("work dir", self.work_dir)
+        if self.scratch_dir:
+            _absolute("scratch dir", self.scratch_dir)
+        _absolute("working directory", self.cwd)
+        for item in self.env:
+            if "=" not in item or item.startswith("="):
+                raise SandboxError(f"invalid environment entry {item!r}: want KEY=value")
+            if "\0" in item:
+                raise SandboxError("environment entries must not contain NUL bytes")
+        _choice("network mode", self.network, NETWORK_MODES)
+        _choice("stdin", self.stdin, STDIN_MODES)
+        _choice("stdout", self.stdout, OUTPUT_MODES)
+        _choice("stderr", self.stderr, STDERR_MODES)
+        if not self.hostname or len(self.hostname) > 64:
+            raise SandboxError(f"invalid hostname {self.hostname!r}")
+
+    @property
+    def mount_targets(self) -> tuple[str, ...]:
+        """Paths inside the rootfs that something is mounted on (besides /proc, /dev, /sys)."""
+        return ("/etc/hosts", "/etc/resolv.conf", *(b.target for b in self.binds), *(t.target for t in self.tmpfs))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunSpec":
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["binds"] = tuple(BindMount(**b) for b in values.get("binds", ()))
+        values["tmpfs"] = tuple(TmpfsMount(**t) for t in values.get("tmpfs", ()))
+        values["extra_hosts"] = tuple(HostEntry(**h) for h in values.get("extra_hosts", ()))
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class RunLayout:
+    """The per-run scratch directory and what lives in it (created by the parent, read by the init).
+
+    ``stubs`` is a small lower layer the sandbox owns, placed *below* the image's layers: it holds
+    empty mount points (/proc, /dev, /sys, /etc/hosts, ...) so they exist in the merged view without
+    being created in the upper dir.  ``links`` holds short symlink names for long lowerdir lists.
+    """
+
+    scratch: str
+    rootfs: str = field(default="")
+    stubs: str = field(default="")
+    links: str = field(default="")
+    hosts: str = field(default="")
+    resolv: str = field(default="")
+    plan: str = field(default="")
+    stub_record: str = field(default="")
+
+    def __post_init__(self):
+        defaults = {"rootfs": "rootfs", "stubs": "stubs", "links": "l", "hosts": "hosts",
+                    "resolv": "resolv.conf", "plan": "plan.json", "stub_record": "created-stubs"}
+        for name, leaf in defaults.items():
+            if not getattr(self, name):
+                object.__setattr__(self, name, os.path.join(self.scratch, leaf))
+
+
+def _absolute(what: str, path: str) -> None:
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise SandboxError(f"{what} must be an absolute path: {path!r}")
+    if "\0" in path:
+        raise SandboxError(f"{what} must not contain NUL bytes")
+
+
+def _choice(what: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise SandboxError(f"invalid {what} {value!r}: want one of {', '.join(allowed)}")
+
+
+__all__ = ["RunSpec", "RunLayout", "BindMount", "TmpfsMount", "HostEntry", "shell_argv", "DEFAULT_HOSTNAME",
+           "DEFAULT_SHELL"]

@@ -198,6 +198,15 @@ class StageExecutor:
     def _run(self, step: StepPlan, config, instruction, upper: str, event: StepEvent) -> None:
         from ..sandbox import RunSpec, run
 
+        where = f"{self.dockerfile.filename}:{instruction.node.start_line}"
+        if step.instruction.mounts:
+            raise BuildError(f"{where}: RUN --mount is not supported yet (it comes with part two of the build "
+                             "engine); the step was not run")
+        if step.instruction.security == "insecure":
+            raise BuildError(f"{where}: RUN --security=insecure is not supported yet")
+        if step.instruction.devices:
+            raise BuildError(f"{where}: device feature is only supported in Dockerfile frontend 1.14.0-labs or later")
+
         work = str(self.store.prepare_snapshot())
         try:
             vars_env = step.state.vars.env

@@ -25,6 +25,16 @@ class _Progress:
         if self.mode == "quiet":
             return
         out = sys.stderr
+        if self.mode == "rawjson":
+            import json
+
+            record = {"stage": event.stage, "step": event.index, "total": event.total, "name": event.text,
+                      "status": event.status, "seconds": round(event.seconds, 3)}
+            if event.output:
+                record["output"] = event.output.decode("utf-8", "replace")
+            out.write(json.dumps(record) + "\n")
+            out.flush()
+            return
         tag = f"[{event.stage} {event.index}/{event.total}]"
         if event.status == "start":
             out.write(f"#{event.index} {tag} {event.text}\n")
@@ -52,9 +62,10 @@ class _Progress:
 @click.option("--progress", type=click.Choice(["auto", "tty", "plain", "quiet", "rawjson"]), default="auto")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image ID.")
 @click.option("--iidfile", default=None, help="Write the image ID to this file.")
+@click.option("--metadata-file", default=None, help="Write build result metadata (JSON) to this file.")
 @click.pass_context
 def build_command(ctx, context, tags, dockerfile, build_args, labels, network, no_cache, no_cache_filter, target,
-                  progress, quiet, iidfile):
+                  progress, quiet, iidfile, metadata_file):
     """Build an image from a Dockerfile."""
     from cache import Store
 
@@ -85,6 +96,12 @@ def build_command(ctx, context, tags, dockerfile, build_args, labels, network, n
     if iidfile:
         with open(iidfile, "w") as fh:
             fh.write(result.image_id)
+    if metadata_file:
+        import json
+
+        with open(metadata_file, "w") as fh:
+            json.dump({"containerimage.config.digest": result.image_id, "image.name": ",".join(result.tags)}, fh,
+                      indent=2)
     if quiet:
         click.echo(result.image_id)
     else:

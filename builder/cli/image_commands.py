@@ -308,6 +308,14 @@ def save_command(ctx, images, output, fmt):
         save(store, images, sys.stdout.buffer, fmt=fmt)
         sys.stdout.buffer.flush()
         return
+    if os.path.exists(output) and not os.path.isfile(output):
+        # A device or pipe (-o /dev/null, a FIFO): write straight into it, never replace it.
+        try:
+            with open(output, "wb") as out:
+                save(store, images, out, fmt=fmt)
+        except OSError as err:
+            raise UsageError(f"cannot write {output}: {err.strerror}") from None
+        return
     tmp = f"{output}.pybuild-tmp"
     try:
         out = open(tmp, "wb")

@@ -74,9 +74,16 @@ def skopeo_json(*args: str):
 
 
 def snapshot_tree(root: Path, name: str) -> dict:
+    """The file tree of a one-layer image's snapshot (unpacked on first use: load stores blobs only)."""
+    from cache import Store
+
+    from builder.images.layers import ensure_snapshot
+
     [doc] = json.loads(ok(pb(root, "inspect", name)))
     lower = doc["GraphDriver"]["Data"]["LowerDir"].split(":")
     assert len(lower) == 1
+    (diff_id,) = doc["RootFS"]["Layers"]
+    assert ensure_snapshot(Store(root), diff_id) == lower[0]
     return tree_manifest(lower[0])
 
 
@@ -259,6 +266,11 @@ def test_docker_built_whiteout_round_trips_through_pybuild(in_docker, tmp_path):
     [doc] = json.loads(ok(pb(root, "inspect", name)))
     assert doc["Id"] == before["Id"] and doc["RootFS"]["Layers"] == before["RootFS"]["Layers"]
     top = Path(doc["GraphDriver"]["Data"]["LowerDir"].split(":")[0])
+    from cache import Store
+
+    from builder.images.layers import ensure_snapshot
+
+    assert ensure_snapshot(Store(root), doc["RootFS"]["Layers"][-1]) == str(top)  # unpacked on first use
     whiteout = os.lstat(top / "etc" / "group")  # the snapshot holds overlay's form of the deletion
     assert stat.S_ISCHR(whiteout.st_mode) and whiteout.st_rdev == 0
     assert (top / "d" / "f").read_bytes() == b"hi\n"

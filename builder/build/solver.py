@@ -84,6 +84,9 @@ def build(store, request: BuildRequest) -> BuildResult:
             else:
                 image_id, config = _base_image(store, resolved.base_name)
                 lease.add(image_id)
+                from ..images.layers import ensure_snapshots
+
+                ensure_snapshots(store, config.rootfs.diff_ids)
                 plan, key = executor.run(stage, base_image=config, base_key=cachekey.base_key(image_id))
             plans[stage.index] = (plan, key)
         final, _ = plans[target_index]

@@ -70,9 +70,11 @@ def run_command(ctx, image, command, rm, env, env_files, workdir, user, entrypoi
         argv = list(cfg.entrypoint) + (list(command) if command else list(cfg.cmd))
     if not argv:
         raise UsageError(f"no command specified: image {image} has neither ENTRYPOINT nor CMD")
-    lowers = tuple(str(store.snapshot_path(d)) for d in reversed(config.rootfs.diff_ids))
+    from ..images.layers import ensure_snapshots
+
     container_id = secrets.token_hex(32)
     with store.lease(f"run {container_id[:12]}", [image_id]):
+        lowers = tuple(reversed(ensure_snapshots(store, config.rootfs.diff_ids)))
         upper = str(store.prepare_snapshot())
         work = str(store.prepare_snapshot())
         try:

@@ -6,7 +6,8 @@ tools read it), or an OCI archive (``--format oci-archive``, gzip layers, as pod
 load reads either, and also the legacy docker layout (``<id>/layer.tar``) that docker 20.10,
 podman and skopeo write: every file is stored as a blob in one streaming pass (layer-looking
 blobs are unpacked into snapshots in the same pass), then the manifests decide what the images are;
-each layer's diff_id is checked against the image config.
+each layer's diff_id is checked against the image config. Layers are stored as blobs only; their
+snapshots are unpacked when a build or container first uses them (``layers.ensure_snapshot``).
 """
 
 from __future__ import annotations
@@ -203,7 +204,7 @@ def _read_members(store, stream: BinaryIO) -> dict[str, _File]:
             reader = archive.extractfile(member)
             head = reader.peek(512)[:512] if hasattr(reader, "peek") else b""
             if member.size > 1024 and _looks_like_layer(head):
-                diff_id, info, compression = store_layer_blob(store, reader)
+                diff_id, info, compression = store_layer_blob(store, reader, snapshot=False)
                 files[name] = _File(info.digest, info.size, diff_id=diff_id, compression=compression)
             elif member.size <= _SMALL:
                 data = reader.read()
@@ -234,7 +235,7 @@ def _json(file: _File, name: str):
 def _layer_diff_id(store, file: _File, name: str) -> str:
     if file.diff_id is None:  # small or odd-looking layer: unpack it from the stored blob now
         with store.open_blob(file.digest) as blob:
-            diff_id, _, compression = store_layer_blob(store, blob, expected=file.digest)
+            diff_id, _, compression = store_layer_blob(store, blob, expected=file.digest, snapshot=False)
         file.diff_id, file.compression = diff_id, compression
     return file.diff_id
 

@@ -221,4 +221,35 @@ class _Tee:
         return len(data)
 
 
-__all__ = ["open_layer_tar", "layer_blob", "store_layer_blob", "HashingWriter"]
+def ensure_snapshot(store, diff_id: str) -> str:
+    """The layer's unpacked snapshot directory, unpacking it from its stored blob on first use.
+
+    Loading (and later pulling) stores layer blobs only, as containerd's content store does; the
+    snapshot an overlay mount needs is made when a build or a container first uses the layer.
+    """
+    record = store.get_layer(diff_id)
+    if record.snapshot:
+        return str(store.snapshot_path(diff_id))
+    stored = record.blobs.get("tar") or record.blobs.get("gzip") or record.blobs.get("zstd")
+    if stored is None:
+        raise LayerError(f"layer {diff_id} has neither a snapshot nor a stored blob")
+    tmp = store.prepare_snapshot(diff_id)
+    try:
+        with store.open_blob(stored.digest) as blob:
+            result = unpack_layer(blob, tmp, mode="snapshot")
+        if result.diff_id != diff_id:
+            raise LayerError(f"layer {diff_id}: its blob {stored.digest} unpacks to {result.diff_id}")
+    except BaseException:
+        store.abort_snapshot(tmp)
+        raise
+    store.commit_snapshot(diff_id, tmp)
+    return str(store.snapshot_path(diff_id))
+
+
+def ensure_snapshots(store, diff_ids) -> tuple:
+    """Snapshot paths of ``diff_ids`` (bottom first), unpacking any that are missing."""
+    return tuple(ensure_snapshot(store, d) for d in diff_ids)
+
+
+__all__ = ["open_layer_tar", "layer_blob", "store_layer_blob", "ensure_snapshot", "ensure_snapshots",
+           "HashingWriter"]

@@ -280,7 +280,7 @@ def inspect_image(store, name: str) -> dict:
         "Architecture": config.architecture,
         "Os": config.os,
         "Size": record.size,
-        "GraphDriver": {"Data": {"LowerDir": ":".join(str(store.snapshot_path(d)) for d in reversed(record.layers))},
+        "GraphDriver": {"Data": {"LowerDir": ":".join(str(store.layout.snapshot_dir(d)) for d in reversed(record.layers))},
                         "Name": "pybuild"},
         "RootFS": {"Type": config.rootfs.type, "Layers": list(config.rootfs.diff_ids)},
         "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},  # not tracked: Go's zero time, as docker shows

@@ -129,7 +129,7 @@ class StageExecutor:
                     self.options.on_event(event)
                     diff_id = self._execute(step, config, instruction, event)
                     size = self.store.get_layer(diff_id).size if diff_id else 0
-                    self.store.build_cache.put(key, diff_id, size)
+                    entry = self.store.build_cache.put(key, diff_id, size)
                     event = replace(event, status="done")
                 event.seconds = time.monotonic() - started
                 self.options.on_event(event)
@@ -137,6 +137,13 @@ class StageExecutor:
                     config = step.config.with_history(replace(step.history, empty_layer=True)) \
                         if step.history is not None else step.config
                 else:
+                    if step.history is not None and step.history.created is None:
+                        # BuildKit's exporter dates a layer's entry by when the layer was made (its
+                        # cache record), so a fully cached rebuild gives the same image
+                        from ..image.config import format_timestamp
+
+                        step = replace(step, history=replace(step.history,
+                                                             created=format_timestamp(int(entry.created * 1e9))))
                     config = step.commit(diff_id)
             else:
                 key = cachekey.plan_key(key, step)

@@ -98,6 +98,16 @@ def resolve_owner(lowers, upper: str, user: str) -> tuple[int, int]:
     return resolved.uid, resolved.gid
 
 
+def resolve_chown(lowers, upper: str, chown: str) -> tuple[int, int]:
+    """COPY/ADD ``--chown`` as BuildKit's file op reads it: a numeric user (or ``root``) without a
+    group gives gid = uid; a name gets its passwd gid; ``:group`` replaces the gid."""
+    user, sep, _ = chown.partition(":")
+    uid, gid = resolve_owner(lowers, upper, chown)
+    if not sep and (user == "root" or (user.isascii() and user.isdigit())):
+        gid = uid
+    return uid, gid
+
+
 def make_workdir(lowers, upper: str, path: str, user: str) -> None:
     """WORKDIR: ``mkdir -p`` owned by the current USER (BuildKit does it when the step runs)."""
     if not path or path == "/":
@@ -128,7 +138,10 @@ def expand_sources(context: str, sources) -> list[str]:
     for source in sources:
         path = _context_path(context, source)
         if glob.has_magic(source):
-            out.extend(sorted(glob.glob(path)))
+            # Go's filepath.Match: "*" matches dotfiles too; the context's own path is no pattern
+            pattern = posixpath.normpath("/" + source).lstrip("/")
+            matches = glob.glob(pattern, root_dir=context, include_hidden=True)
+            out.extend(os.path.join(context, m) for m in sorted(matches))
             continue
         if not os.path.lexists(path):
             raise CopyError(f'failed to compute cache key: "/{posixpath.normpath("/" + source).lstrip("/")}": not found')
@@ -190,16 +203,18 @@ def copy_into(context: str | None, lowers, upper: str, instruction, workdir: str
     dest = instruction.dest
     if not dest.startswith("/"):
         dest = posixpath.join(workdir or "/", dest)
-    uid, gid = resolve_owner(lowers, upper, instruction.chown) if instruction.chown else (0, 0)
+    uid, gid = resolve_chown(lowers, upper, instruction.chown) if instruction.chown else (0, 0)
     mode = _chmod(instruction.chmod)
     sources = expand_sources(context, instruction.sources) if instruction.sources else []
-    many = len(sources) + len(instruction.contents) > 1 or any(glob.has_magic(s) for s in instruction.sources)
+    if not sources and not instruction.contents:
+        return  # only wildcards, matching nothing: BuildKit creates nothing, not even the destination
+    many = len(sources) + len(instruction.contents) > 1  # a wildcard matching one file copies it to dest itself
     to_dir = dest.endswith("/") or many
     if to_dir or any(os.path.isdir(s) and not os.path.islink(s) for s in sources):
-        dest_dir = ensure_dir(lowers, upper, dest)
+        dest_dir = ensure_dir(lowers, upper, dest, uid, gid)  # directories COPY creates get the --chown owner
     else:
         dest_dir = None
-        ensure_dir(lowers, upper, posixpath.dirname(dest))
+        ensure_dir(lowers, upper, posixpath.dirname(dest), uid, gid)
     for src in sources:
         if os.path.isdir(src) and not os.path.islink(src):
             target_dir = dest_dir

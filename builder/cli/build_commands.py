@@ -84,6 +84,8 @@ def build_command(ctx, context, tags, dockerfile, build_args, labels, network, n
     except OSError as err:
         raise UsageError(f"failed to read Dockerfile {path}: {err.strerror}") from None
     args = build_args_from(build_args)
+    if "SOURCE_DATE_EPOCH" not in args and os.environ.get("SOURCE_DATE_EPOCH"):
+        args["SOURCE_DATE_EPOCH"] = os.environ["SOURCE_DATE_EPOCH"]  # as buildx does: the env var is a build arg
     label_map = dict(item.partition("=")[::2] for item in labels)
     options = ExecOptions(no_cache=no_cache, no_cache_filter=tuple(no_cache_filter),
                           network="host" if network == "default" else network,

@@ -20,14 +20,17 @@ from .errors import UsageError
 _ACTION = re.compile(r"\{\{(-?)\s*(.*?)\s*(-?)\}\}", re.S)
 
 
-def human_size(size: float) -> str:
-    """docker's ``units.HumanSize``: decimal units, 3 significant digits (``4.26MB``, ``512B``)."""
+def human_size(size: float, precision: int = 3) -> str:
+    """docker's ``units.HumanSizeWithPrecision``: decimal units, ``precision`` significant digits.
+
+    Tables use 3 (``4.26MB``, ``512B``); ``system df`` and ``VirtualSize`` use docker's ``HumanSize``, 4.
+    """
     units = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
     i = 0
     while size >= 1000 and i < len(units) - 1:
         size /= 1000.0
         i += 1
-    return f"{size:.3g}{units[i]}"  # Go's %.3g, as docker's HumanSizeWithPrecision(size, 3)
+    return f"{size:.{precision}g}{units[i]}"  # Go's %.Ng
 
 
 def human_duration(seconds: float) -> str:

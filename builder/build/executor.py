@@ -22,8 +22,6 @@ from typing import Callable
 
 from ..dockerfile import instructions as ins
 from ..errors import PybuildError
-from ..fs.digests import HashingWriter
-from ..fs.tarwriter import write_tar
 from . import cachekey
 from .configstep import PlanContext, StagePlan, StepPlan, plan_step, start_stage
 
@@ -54,38 +52,16 @@ class ExecOptions:
     on_event: Callable[[StepEvent], None] = field(default=lambda event: None)
 
 
-class _Discard:
-    def write(self, data) -> int:
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-
 def _digest_json(value) -> str:
     data = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def _is_empty_dir(path: str) -> bool:
-    with os.scandir(path) as it:
-        return next(it, None) is None
-
-
 def capture_layer(store, upper: str, *, source_date_epoch: int | None = None) -> str | None:
     """Turn a filled upper directory into a stored layer; None (and the directory removed) when empty."""
-    if _is_empty_dir(upper):
-        store.abort_snapshot(upper)
-        return None
-    if source_date_epoch is not None:
-        from ..images.importer import clamp_mtimes
+    from ..images.layers import commit_directory
 
-        clamp_mtimes(upper, source_date_epoch)
-    sink = HashingWriter(_Discard())
-    write_tar(upper, sink, overlay_whiteouts=True)
-    store.put_layer(sink.digest, sink.size)
-    store.commit_snapshot(sink.digest, upper)
-    return sink.digest
+    return commit_directory(store, upper, source_date_epoch=source_date_epoch)
 
 
 class StageExecutor:

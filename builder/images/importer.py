@@ -12,34 +12,12 @@ import os
 import time
 from typing import BinaryIO
 
-from ..fs.digests import HashingWriter
-from ..fs.tarwriter import write_tar
 from ..fs.unpack import unpack_layer
 from ..image.config import ContainerConfig, History, ImageConfig, RootFS, format_timestamp
 from ..image.platform import host_platform
 from .changes import apply_changes, parse_changes
+from .layers import clamp_mtimes, commit_directory  # noqa: F401  (clamp_mtimes: re-exported)
 from .service import store_config, tag_image
-
-
-class _Discard:
-    def write(self, data) -> int:
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-
-def clamp_mtimes(root: str, epoch: int) -> None:
-    """Set every mtime (and atime) later than ``epoch`` to ``epoch``, symlinks included."""
-    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
-        for name in filenames + dirnames:
-            path = os.path.join(dirpath, name)
-            st = os.lstat(path)
-            if st.st_mtime > epoch:
-                os.utime(path, (epoch, epoch), follow_symlinks=False)
-    st = os.lstat(root)
-    if st.st_mtime > epoch:
-        os.utime(root, (epoch, epoch))
 
 
 def import_rootfs(store, source: BinaryIO, reference: str | None = None, *, changes=(), message: str = "",
@@ -52,16 +30,10 @@ def import_rootfs(store, source: BinaryIO, reference: str | None = None, *, chan
     tmp = store.prepare_snapshot()
     try:
         unpack_layer(source, tmp, mode="snapshot")
-        if source_date_epoch is not None:
-            clamp_mtimes(str(tmp), source_date_epoch)
-        sink = HashingWriter(_Discard())
-        write_tar(tmp, sink, overlay_whiteouts=True)
-        diff_id, size = sink.digest, sink.size
-        store.put_layer(diff_id, size)
     except BaseException:
         store.abort_snapshot(tmp)
         raise
-    store.commit_snapshot(diff_id, tmp)
+    diff_id = commit_directory(store, tmp, source_date_epoch=source_date_epoch, allow_empty=True)
 
     created = format_timestamp(source_date_epoch * 1_000_000_000 if source_date_epoch is not None else time.time_ns())
     target = platform or host_platform()

@@ -9,6 +9,7 @@ stored twice. Compressed forms are made when an image leaves the machine and cac
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 from contextlib import contextmanager
@@ -219,6 +220,53 @@ class _Tee:
         data = self.read(len(buffer))
         buffer[:len(data)] = data
         return len(data)
+
+
+class _Discard:
+    def write(self, data) -> int:
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def commit_directory(store, directory, *, source_date_epoch: int | None = None,
+                     allow_empty: bool = False) -> str | None:
+    """Make a filled snapshot directory (from ``store.prepare_snapshot()``) a stored layer.
+
+    The layer is the deterministic tar of the directory (overlay whiteouts in OCI form), hashed
+    without being written anywhere: the directory itself becomes the snapshot. With an epoch, times
+    later than it are clamped on disk first. An empty directory makes no layer (None; it is removed)
+    unless ``allow_empty`` (an imported empty tarball is still a one-layer image).
+    """
+    directory = str(directory)
+    with os.scandir(directory) as entries:
+        empty = next(entries, None) is None
+    if empty and not allow_empty:
+        store.abort_snapshot(directory)
+        return None
+    try:
+        if source_date_epoch is not None:
+            clamp_mtimes(directory, source_date_epoch)
+        sink = HashingWriter(_Discard())
+        write_tar(directory, sink, overlay_whiteouts=True)
+        store.put_layer(sink.digest, sink.size)
+    except BaseException:
+        store.abort_snapshot(directory)
+        raise
+    store.commit_snapshot(sink.digest, directory)
+    return sink.digest
+
+
+def clamp_mtimes(root: str, epoch: int) -> None:
+    """Set every mtime (and atime) later than ``epoch`` to ``epoch``, symlinks included."""
+    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+        for name in filenames + dirnames:
+            path = os.path.join(dirpath, name)
+            if os.lstat(path).st_mtime > epoch:
+                os.utime(path, (epoch, epoch), follow_symlinks=False)
+    if os.lstat(root).st_mtime > epoch:
+        os.utime(root, (epoch, epoch))
 
 
 def ensure_snapshot(store, diff_id: str) -> str:

@@ -97,17 +97,6 @@ def _rfc3339(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
-def _human_size4(size: float) -> str:
-    """docker's ``units.HumanSize`` (4 significant digits: ``1.984MB``), used by ``system df`` and
-    ``VirtualSize``; table sizes use 3 (``human_size``)."""
-    units = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
-    i = 0
-    while size >= 1000 and i < len(units) - 1:
-        size /= 1000.0
-        i += 1
-    return f"{size:.4g}{units[i]}"
-
-
 # ----------------------------------------------------------------------------------------------
 # Listing
 
@@ -143,7 +132,7 @@ def list_images(store, *, all_images: bool = False, filters: Iterable[str] = ())
         digest = record.manifest.digest if record.manifest else "<none>"
         base = {"ID": _short(record.id), "Containers": "N/A", "CreatedAt": _created_at(created),
                 "CreatedSince": since(created), "Digest": digest, "SharedSize": "N/A", "Size": human_size(record.size),
-                "UniqueSize": "N/A", "VirtualSize": _human_size4(record.size), "_created": created, "_id": record.id}
+                "UniqueSize": "N/A", "VirtualSize": human_size(record.size, 4), "_created": created, "_id": record.id}
         entries = [familiar(n) for n in names] or [("<none>", "<none>")]
         for repository, tag in entries:
             if references and (not names or not any(_reference_matches(p, repository, tag) for p in references)):
@@ -294,13 +283,15 @@ def inspect_image(store, name: str) -> dict:
 
 def disk_usage_rows(store) -> list[dict]:
     """``system df`` rows (containers, volumes and build cache come with later parts)."""
+    from ..format import human_size
+
     images = store.images()
     size = sum(store.get_layer(d).size for d in {d for i in images for d in i.layers})  # shared layers once
     reclaimable = size  # no image is in use by a container yet (containers come with the runtime)
     percent = f" ({100 * reclaimable // size}%)" if size else ""  # docker truncates
     return [
-        {"Type": "Images", "TotalCount": str(len(images)), "Active": "0", "Size": _human_size4(size),
-         "Reclaimable": f"{_human_size4(reclaimable)}{percent}"},
+        {"Type": "Images", "TotalCount": str(len(images)), "Active": "0", "Size": human_size(size, 4),
+         "Reclaimable": f"{human_size(reclaimable, 4)}{percent}"},
         {"Type": "Containers", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"},
         {"Type": "Local Volumes", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"},
         {"Type": "Build Cache", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"},

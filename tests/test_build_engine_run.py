@@ -91,7 +91,7 @@ def test_failing_run_reports_line_command_exit_code_and_output(tmp_path, store):
     result = build(store, ctx, "-t", "failing:1", "-q")
     err = fails(result)
     first_line = err.splitlines()[0]
-    where = os.path.relpath(ctx / "Dockerfile", REPO)       # as given on the command line (cwd: REPO)
+    where = str(ctx / "Dockerfile")                          # the context as given on the command line + Dockerfile
     assert first_line.startswith(f"error: {where}:3: RUN failed (exit code 3): /bin/sh -c "), err
     assert 'echo "$GREETING from the step"' in first_line and "exit 3" in first_line
     assert "output line 15" in err and "on stderr" in err           # the last lines of its output
@@ -110,7 +110,7 @@ def test_failing_run_in_plain_progress_shows_output_then_the_error(tmp_path, sto
     shown, _, error = stderr.partition("\nerror: ")
     assert "#2 [stage-0 2/3] RUN echo" in shown                  # ENV is step 1 of 3
     assert "#2 hello from the step\n" in shown and "#2 output line 1\n" in shown
-    assert error.startswith(f"{os.path.relpath(ctx / 'Dockerfile', REPO)}:3: RUN failed (exit code 3)")
+    assert error.startswith(f"{ctx / 'Dockerfile'}:3: RUN failed (exit code 3)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -215,3 +215,13 @@ RUN hostname > /hostname; cat /proc/sys/kernel/hostname >> /hostname; \\
     assert text("hostname") == "buildkitsandbox\nbuildkitsandbox\n"
     assert "changed-by-run" not in text("hostname") and socket.gethostname() == host_name
     assert host_name != "buildkitsandbox"
+
+
+def test_missing_copy_source_names_the_dockerfile_line(tmp_path, store):
+    ctx = write_context(tmp_path / "ctx", "FROM busybox\nCOPY present.txt missing.txt /dst/\n")
+    (ctx / "present.txt").write_text("here\n")
+    before = store_state(store)
+    err = fails(build(store, ctx, "-t", "missing:1"))
+    assert err.startswith(f'error: {ctx / "Dockerfile"}:2: failed to compute cache key: "/missing.txt": not found\n'), err
+    assert " 2 | COPY present.txt missing.txt /dst/" in err and "Traceback" not in err
+    assert store_state(store) == before

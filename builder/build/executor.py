@@ -17,6 +17,7 @@ import os
 import shutil
 import stat
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -92,7 +93,8 @@ class StageExecutor:
                 raise
             text = instruction.original
             if step.needs_layer:
-                inputs = self._inputs(step, config)
+                with self._located(instruction):
+                    inputs = self._inputs(step, config)
                 key = cachekey.plan_key(key, step, inputs=inputs)
                 event = StepEvent(stage.display_name, index, len(work), text)
                 started = time.monotonic()
@@ -103,7 +105,8 @@ class StageExecutor:
                     event.status = "cached"
                 else:
                     self.options.on_event(event)
-                    diff_id = self._execute(step, config, instruction, event)
+                    with self._located(instruction):
+                        diff_id = self._execute(step, config, instruction, event)
                     size = self.store.get_layer(diff_id).size if diff_id else 0
                     entry = self.store.build_cache.put(key, diff_id, size)
                     event = replace(event, status="done")
@@ -127,6 +130,18 @@ class StageExecutor:
             state = step.state
             steps.append(step)
         return StagePlan(stage, start, tuple(steps), config, state), key
+
+    @contextmanager
+    def _located(self, instruction):
+        """A step's own errors (a missing COPY source, an unknown --chown user) name the Dockerfile line."""
+        from ..errors import DockerfileError
+        from .fileops import CopyError
+
+        try:
+            yield
+        except CopyError as err:
+            located = DockerfileError(err.message, instruction.span, filename=self.dockerfile.filename)
+            raise located.with_source(self.dockerfile.filename, self.dockerfile.tree.source_lines) from None
 
     def _layer_usable(self, diff_id: str) -> bool:
         return self.store.has_layer(diff_id) and self.store.get_layer(diff_id).snapshot

@@ -91,7 +91,7 @@ def build_command(ctx, context, tags, dockerfile, build_args, labels, network, n
                           network="host" if network == "default" else network,
                           source_date_epoch=source_date_epoch({k: v for k, v in args.items() if v}),
                           on_event=_Progress(progress, quiet))
-    request = BuildRequest(data, os.path.relpath(path) if not os.path.isabs(dockerfile or "") else path, context,
+    request = BuildRequest(data, path, context,
                            tuple(tags), {k: v for k, v in args.items() if v is not None}, target, label_map, options)
     store = Store.open((ctx.find_root().obj or {}).get("root"))
     result = build(store, request)

@@ -59,22 +59,30 @@ class StatCache:
         self.dirty = False
 
 
-def _walk(path: str, rel: str, cache: StatCache, out: list) -> None:
+def _walk(path: str, rel: str, cache: StatCache, out: list, reads: list | None) -> None:
     st = os.lstat(path)
+    if reads is not None:
+        reads.append([path, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns])
     mode = st.st_mode
     if stat.S_ISLNK(mode):
         out.append([rel, "link", stat.S_IMODE(mode), 0, "", os.readlink(path)])
     elif stat.S_ISDIR(mode):
         out.append([rel, "dir", stat.S_IMODE(mode), 0, "", ""])
         for name in sorted(os.listdir(path)):
-            _walk(os.path.join(path, name), f"{rel}/{name}" if rel else name, cache, out)
+            _walk(os.path.join(path, name), f"{rel}/{name}" if rel else name, cache, out, reads)
     elif stat.S_ISREG(mode):
         out.append([rel, "file", stat.S_IMODE(mode), st.st_size, cache.digest(path, st), ""])
 
 
-def source_digest(context: str | None, instruction, state_root: Path | None = None) -> str:
-    """sha256 over what a COPY/ADD reads from the context (paths relative to the context)."""
-    from .fileops import expand_sources
+def source_digest(context: str | None, instruction, state_root: Path | None = None, reads: list | None = None) -> str:
+    """sha256 over what a COPY/ADD reads from the context (paths relative to the context).
+
+    ``reads`` collects the ``lstat`` of every path looked at (for the no-op rebuild memo): for a
+    wildcard, the directory it is matched in too, so a new match is noticed.
+    """
+    import glob as _glob
+
+    from .fileops import _context_path, expand_sources
 
     entries: list = []
     if instruction.sources:
@@ -84,9 +92,18 @@ def source_digest(context: str | None, instruction, state_root: Path | None = No
             raise CopyError(f"{instruction.keyword} needs a build context")
         cache = StatCache(state_root)
         base = os.path.realpath(context)
+        if reads is not None:
+            for source in instruction.sources:
+                if _glob.has_magic(source):
+                    where = os.path.dirname(_context_path(context, source))
+                    if _glob.has_magic(where):
+                        reads.append(["<a wildcard in a directory name: not memoised>", 0, 0, 0, 0, 0])
+                    else:
+                        st = os.lstat(where)
+                        reads.append([where, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns])
         for path in expand_sources(context, instruction.sources):
             rel = os.path.relpath(os.path.realpath(path) if os.path.isdir(path) else path, base)
-            _walk(path, "" if rel == "." else rel, cache, entries)
+            _walk(path, "" if rel == "." else rel, cache, entries, reads)
         cache.save()
     for content in getattr(instruction, "contents", ()):
         entries.append([f"<<{content.path}", "heredoc", 0o644, len(content.data),

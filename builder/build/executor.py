@@ -75,6 +75,7 @@ class StageExecutor:
         self.ctx = ctx
         self.context_dir = context_dir
         self.options = options
+        self.reads: list = []   # lstat of every context path read (the no-op rebuild memo)
 
     def run(self, stage: ins.Stage, *, base_image=None, base_key: str, parent: StagePlan | None = None
             ) -> tuple[StagePlan, str]:
@@ -158,7 +159,7 @@ class StageExecutor:
         if type(instruction) in (ins.CopyInstruction, ins.AddInstruction):
             from .context import source_digest
 
-            inputs["sources"] = source_digest(self.context_dir, instruction, self.store.root)
+            inputs["sources"] = source_digest(self.context_dir, instruction, self.store.root, self.reads)
         return inputs
 
     def _network(self, instruction) -> str:

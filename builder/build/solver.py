@@ -37,11 +37,11 @@ def _base_image(store, name: str):
     from ..images.service import load_config, resolve_image
 
     try:
-        image_id, _ = resolve_image(store, name)
+        image_id, reference = resolve_image(store, name)
     except ImageNotFound:
         raise ImageNotFound(f"base image {name!r} is not in the local store (pulling from registries comes "
                             f"with the registry client; `pybuild import` or `pybuild load` it first)", name) from None
-    return image_id, load_config(store, image_id)
+    return image_id, load_config(store, image_id), (str(reference) if reference is not None else None)
 
 
 def build(store, request: BuildRequest) -> BuildResult:
@@ -66,6 +66,7 @@ def build(store, request: BuildRequest) -> BuildResult:
     with store.lease("build") as lease:
         by_name: dict[str, int] = {}
         plans: dict[int, tuple] = {}
+        bases: dict[str, str] = {}
         needed = _needed(dockerfile, ctx, target_index)
         executor = StageExecutor(store, dockerfile, ctx, request.context_dir, request.options)
         for stage in stages[: target_index + 1]:
@@ -82,7 +83,8 @@ def build(store, request: BuildRequest) -> BuildResult:
                 platform = resolved.platform or ctx.eval.target_platform
                 plan, key = executor.run(stage, base_key=cachekey.scratch_key(platform))
             else:
-                image_id, config = _base_image(store, resolved.base_name)
+                image_id, config, base_ref = _base_image(store, resolved.base_name)
+                bases[base_ref or f"<by id {image_id}>"] = image_id
                 lease.add(image_id)
                 from ..images.layers import ensure_snapshots
 
@@ -94,7 +96,27 @@ def build(store, request: BuildRequest) -> BuildResult:
         config = finalize_history(config, epoch=ctx.epoch, base_history=final.base_history)
         image_id = store_config(store, config, tuple(config.rootfs.diff_ids), meta={"source": "build"})
         names = tuple(tag_image(store, image_id, tag) for tag in request.tags)
+    _remember(store, request, image_id, bases, executor.reads)
     return BuildResult(image_id, names)
+
+
+def _remember(store, request: BuildRequest, image_id: str, bases: dict, reads: list) -> None:
+    """Leave the memo that lets an identical rebuild skip the engine (see ``memo``)."""
+    import hashlib
+
+    from . import memo
+
+    options = request.options
+    if options.no_cache or options.no_cache_filter or request.context_dir is None:
+        return
+    key = memo.request_key(dockerfile_path=request.filename,
+                           dockerfile_digest=hashlib.sha256(request.dockerfile).hexdigest(),
+                           context=request.context_dir, build_args=request.build_args, target=request.target,
+                           labels=request.labels, network="default" if options.network == "host" else options.network)
+    try:
+        memo.write_memo(str(store.root), key, image_id=image_id, bases=bases, reads=reads)
+    except OSError:
+        pass  # a memo only saves time
 
 
 def _needed(dockerfile, ctx, target_index: int) -> set[int]:

@@ -1,3 +1,3 @@
-from . import run
+from ..entry import main
 
-run()
+main()

@@ -136,12 +136,3 @@ def _needed(dockerfile, ctx, target_index: int) -> set[int]:
         parent = names.get(base)
         index = parent if parent is not None and parent < index else None
     return needed
-
-
-def source_date_epoch(build_args: dict) -> int | None:
-    value = build_args.get("SOURCE_DATE_EPOCH") or os.environ.get("SOURCE_DATE_EPOCH")
-    if not value:
-        return None
-    if not str(value).isdigit():
-        raise UsageError(f"SOURCE_DATE_EPOCH must be a number of seconds, not {value!r}")
-    return int(value)

@@ -70,7 +70,8 @@ def build_command(ctx, context, tags, dockerfile, build_args, labels, network, n
     from cache import Store
 
     from ..build.executor import ExecOptions
-    from ..build.solver import BuildRequest, build, source_date_epoch
+    from ..build.solver import BuildRequest, build
+    from ..epoch import source_date_epoch
     from ..errors import UsageError
 
     if not os.path.isdir(context):

@@ -218,7 +218,9 @@ def import_command(ctx, source, reference, changes, message, platform):
     from ..image.platform import parse_platform
     from ..images.importer import import_rootfs
 
-    epoch = _source_date_epoch()
+    from ..epoch import source_date_epoch
+
+    epoch = source_date_epoch()
     target = parse_platform(platform) if platform else None
     store = _store(ctx)
     if source == "-":
@@ -233,17 +235,6 @@ def import_command(ctx, source, reference, changes, message, platform):
             image_id = import_rootfs(store, stream, reference, changes=changes, message=message,
                                      source_date_epoch=epoch, platform=target)
     click.echo(image_id)
-
-
-def _source_date_epoch() -> int | None:
-    from ..errors import UsageError
-
-    value = os.environ.get("SOURCE_DATE_EPOCH")
-    if not value:
-        return None
-    if not value.isdigit():
-        raise UsageError(f"SOURCE_DATE_EPOCH must be a number of seconds, not {value!r}")
-    return int(value)
 
 
 main.add_command(import_command)

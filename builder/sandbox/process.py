@@ -40,6 +40,10 @@ _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
 # package location comes in the environment and the plan as an inherited file descriptor.
 _BOOT = ("import os,sys;sys.path.insert(0,os.environ.pop('PYBUILD_SANDBOX_PATH'));"
          "import builder.sandbox.init as i;i.main()")
+# With a terminal the sandbox starts as a session leader (start_new_session) and makes its stdin -- the
+# pty slave -- its controlling terminal; the init and the command inherit session and terminal, and an
+# interactive shell then puts its own process group in the terminal's foreground.
+_BOOT_TTY = "import fcntl,termios;fcntl.ioctl(0,termios.TIOCSCTTY,0);" + _BOOT
 _KILL_WAIT = 10.0
 
 
@@ -257,13 +261,20 @@ def _result(spec: RunSpec, streams: _Streams, returncode: int, started: float) -
                        else f"the sandbox ended without a status (exit code {returncode})")
 
 
-def run(spec: RunSpec, *, on_output: OutputCallback | None = None, stdin_data: bytes | None = None) -> RunResult:
+def run(spec: RunSpec, *, on_output: OutputCallback | None = None, stdin_data: bytes | None = None,
+        terminal: int | None = None) -> RunResult:
     """Run ``spec`` to completion.
 
     Output of piped streams goes to ``on_output(stream_name, chunk)`` as it arrives, or is collected
-    in the result.  ``stdin_data`` is fed to the command when ``spec.stdin == "pipe"``.  Raises
+    in the result.  ``stdin_data`` is fed to the command when ``spec.stdin == "pipe"``.  With
+    ``spec.tty``, ``terminal`` is the slave fd of a pty (the caller keeps it and the master, and moves
+    the bytes): it becomes the command's stdin/stdout/stderr and controlling terminal.  Raises
     ``SandboxError`` when the command could not be started; a command that fails is a result.
     """
+    if spec.tty != (terminal is not None):
+        raise SandboxError("a tty run needs a terminal (the pty slave fd), and only a tty run takes one")
+    if terminal is not None and not os.isatty(terminal):
+        raise SandboxError(f"file descriptor {terminal} is not a terminal")
     started = time.monotonic()
     plan, scratch = _prepare_scratch(spec)
     proc: subprocess.Popen | None = None
@@ -271,14 +282,20 @@ def run(spec: RunSpec, *, on_output: OutputCallback | None = None, stdin_data: b
     status_r, status_w = os.pipe()
     plan_fd = os.open(plan.layout.plan, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        stdin = {"null": subprocess.DEVNULL, "inherit": None, "pipe": subprocess.PIPE}[spec.stdin]
-        stdout = {"inherit": None, "pipe": subprocess.PIPE}[spec.stdout]
-        stderr = {"inherit": None, "pipe": subprocess.PIPE, "stdout": subprocess.STDOUT}[spec.stderr]
+        if terminal is not None:
+            stdin = stdout = stderr = terminal
+            group = {"start_new_session": True}   # session leader, so pgid == pid for the kill below
+        else:
+            stdin = {"null": subprocess.DEVNULL, "inherit": None, "pipe": subprocess.PIPE}[spec.stdin]
+            stdout = {"inherit": None, "pipe": subprocess.PIPE}[spec.stdout]
+            stderr = {"inherit": None, "pipe": subprocess.PIPE, "stdout": subprocess.STDOUT}[spec.stderr]
+            group = {"process_group": 0}
+        boot = _BOOT_TTY if terminal is not None else _BOOT
         proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", *_bytecode_options(), "-c", _BOOT, str(plan_fd), str(status_w)],
+            [sys.executable, "-I", "-S", *_bytecode_options(), "-c", boot, str(plan_fd), str(status_w)],
             stdin=stdin, stdout=stdout,
-            stderr=stderr, pass_fds=(plan_fd, status_w), process_group=0, cwd="/",
-            env={"PYBUILD_SANDBOX_PATH": _PACKAGE_ROOT})
+            stderr=stderr, pass_fds=(plan_fd, status_w), cwd="/",
+            env={"PYBUILD_SANDBOX_PATH": _PACKAGE_ROOT}, **group)
         os.close(status_w)
         status_w = -1
         streams = _Streams(proc, status_r, on_output, stdin_data)

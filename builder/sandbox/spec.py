@@ -79,6 +79,8 @@ class RunSpec:
     (``name``, ``uid``, ``uid:gid``, ``name:group``); ``env`` is a list of ``KEY=value``.
     ``scratch_dir`` is where the sandbox keeps its per-run files (generated /etc files, overlay
     link names, mount stubs); empty means next to ``work_dir``.
+    ``tty`` runs the command on a terminal: ``process.run`` is then given the slave side of a pty, which
+    becomes the command's stdin, stdout, stderr and controlling terminal (the stream modes are ignored).
     """
 
     argv: tuple[str, ...]
@@ -97,6 +99,7 @@ class RunSpec:
     stdout: str = "pipe"
     stderr: str = "pipe"
     scratch_dir: str = ""
+    tty: bool = False
 
     def __post_init__(self):
         for name in ("argv", "lower_dirs", "env", "binds", "tmpfs", "extra_hosts"):
@@ -121,6 +124,8 @@ class RunSpec:
         _choice("stdin", self.stdin, STDIN_MODES)
         _choice("stdout", self.stdout, OUTPUT_MODES)
         _choice("stderr", self.stderr, STDERR_MODES)
+        if not isinstance(self.tty, bool):
+            raise SandboxError(f"tty must be a boolean: {self.tty!r}")
         if not self.hostname or len(self.hostname) > 64:
             raise SandboxError(f"invalid hostname {self.hostname!r}")
 

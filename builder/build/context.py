@@ -15,7 +15,6 @@ import os
 import stat
 from pathlib import Path
 
-from ..dockerfile import instructions as ins
 
 _CACHE_NAME = "stat-cache.json"
 

@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import stat
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace

@@ -14,7 +14,6 @@ import posixpath
 import shutil
 import stat
 
-from ..dockerfile import instructions as ins
 from ..errors import PybuildError
 
 

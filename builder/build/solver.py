@@ -7,7 +7,6 @@ target needs in order through the executor, and records the final image under it
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 from ..errors import ImageNotFound, UsageError

@@ -27,7 +27,6 @@ from typing import NamedTuple
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 
 from builder.errors import ExpansionError

@@ -15,9 +15,9 @@ from typing import Callable
 
 from ..errors import DockerfileError, InstructionError, Span
 from . import flags as fl
-from .prepass import Heredoc, parse_heredoc_word
+from .prepass import parse_heredoc_word
 from .frontend import Frontend
-from .syntax import EXEC, LEGACY_PAIR, NONE, PAIRS, SyntaxNode, SyntaxTree
+from .syntax import EXEC, SyntaxNode, SyntaxTree
 
 INSTRUCTION_NAMES = ("ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM", "HEALTHCHECK",
                      "LABEL", "MAINTAINER", "ONBUILD", "RUN", "SHELL", "STOPSIGNAL", "USER", "VOLUME",

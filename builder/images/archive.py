@@ -26,7 +26,7 @@ from ..image.canonical import canonical_json
 from ..image.config import parse_config
 from ..image.descriptor import Descriptor
 from ..image.index import build_index, parse_document
-from ..image.manifest import Manifest, build_manifest, parse_manifest
+from ..image.manifest import Manifest, build_manifest
 from ..image.reference import parse_reference
 from .layers import CHUNK, layer_blob, open_layer_tar, store_layer_blob
 from .service import resolve_image

@@ -8,7 +8,6 @@ and the config's ``created`` is the epoch: the image digest is then reproducible
 
 from __future__ import annotations
 
-import os
 import time
 from typing import BinaryIO
 

@@ -57,15 +57,27 @@ What GC may delete, and when.
 Errors: see ``cache.errors`` (``StoreError`` and its subclasses).
 """
 
-from .digests import BlobInfo
-from .errors import (BlobNotFound, CorruptBlob, DigestMismatch, InvalidDigest, LockTimeout, RecordError,
-                     RecordNotFound, StoreError)
-from .gc import GCResult, register_root_provider, unregister_root_provider
-from .leases import Lease, LeaseInfo
-from .paths import default_root
-from .records import ImageRecord, LayerRecord
-from .store import Store
-from .usage import DiskUsage
+import importlib
+
+# Names load on first use (PEP 562), so ``import cache.paths`` or ``cache.errors`` stays cheap for
+# hot paths (the CLI's error handling, the no-op rebuild) that need one small module.
+_EXPORTS = {
+    "BlobInfo": "digests", "BlobNotFound": "errors", "CorruptBlob": "errors", "DigestMismatch": "errors",
+    "InvalidDigest": "errors", "LockTimeout": "errors", "RecordError": "errors", "RecordNotFound": "errors",
+    "StoreError": "errors", "GCResult": "gc", "register_root_provider": "gc", "unregister_root_provider": "gc",
+    "Lease": "leases", "LeaseInfo": "leases", "default_root": "paths", "ImageRecord": "records",
+    "LayerRecord": "records", "Store": "store", "DiskUsage": "usage",
+}
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Store", "default_root",

@@ -11,25 +11,14 @@ from pathlib import Path
 from typing import Mapping
 
 from .digests import digest_hex
+from .rootdir import SYSTEM_ROOT_PATH, default_root_path
 
-SYSTEM_ROOT = Path("/var/lib/pybuild")
+SYSTEM_ROOT = Path(SYSTEM_ROOT_PATH)
 
 
 def default_root(env: Mapping[str, str] = os.environ, *, euid: int | None = None) -> Path:
-    """The state root: ``PYBUILD_ROOT``, else ``/var/lib/pybuild`` for root, else the XDG data dir.
-
-    A relative ``XDG_DATA_HOME`` is ignored, as the XDG base-directory spec requires.
-    """
-    explicit = env.get("PYBUILD_ROOT")
-    if explicit:
-        return Path(os.path.abspath(os.path.expanduser(explicit)))
-    if (os.geteuid() if euid is None else euid) == 0:
-        return SYSTEM_ROOT
-    xdg = env.get("XDG_DATA_HOME")
-    if xdg and os.path.isabs(xdg):
-        return Path(xdg) / "pybuild"
-    home = env.get("HOME") or os.path.expanduser("~")
-    return Path(home) / ".local" / "share" / "pybuild"
+    """The state root: ``PYBUILD_ROOT``, else ``/var/lib/pybuild`` for root, else the XDG data dir."""
+    return Path(default_root_path(env, euid=euid))
 
 
 @dataclass(frozen=True)

@@ -154,9 +154,9 @@ def fast_build(argv: list[str]) -> int | None:
     opts = _parse(argv)
     if opts is None or not opts["tags"] and not opts["quiet"]:
         return None
-    root = opts["root"] or os.environ.get("PYBUILD_ROOT")
-    if not root:
-        return None  # the default root's rules live in cache.paths: leave it to the full path
+    from cache.rootdir import default_root_path  # only os: the cache package loads its names lazily
+
+    root = os.path.abspath(os.path.expanduser(opts["root"])) if opts["root"] else default_root_path()
     context = opts["context"]
     path = opts["file"] or os.path.join(context, "Dockerfile")
     try:

@@ -225,3 +225,10 @@ def test_missing_copy_source_names_the_dockerfile_line(tmp_path, store):
     assert err.startswith(f'error: {ctx / "Dockerfile"}:2: failed to compute cache key: "/missing.txt": not found\n'), err
     assert " 2 | COPY present.txt missing.txt /dst/" in err and "Traceback" not in err
     assert store_state(store) == before
+
+
+def test_a_base_image_missing_from_the_store_names_the_from_line(tmp_path, store):
+    ctx = write_context(tmp_path / "ctx", "ARG TAG=1\nFROM nosuch:$TAG\nRUN true\n")
+    err = fails(build(store, ctx))
+    assert err.startswith(f"error: {ctx / 'Dockerfile'}:2: base image 'nosuch:1' is not in the local store"), err
+    assert " 2 | FROM nosuch:$TAG" in err and "Traceback" not in err

@@ -82,7 +82,13 @@ def build(store, request: BuildRequest) -> BuildResult:
                 platform = resolved.platform or ctx.eval.target_platform
                 plan, key = executor.run(stage, base_key=cachekey.scratch_key(platform))
             else:
-                image_id, config, base_ref = _base_image(store, resolved.base_name)
+                try:
+                    image_id, config, base_ref = _base_image(store, resolved.base_name)
+                except ImageNotFound as err:
+                    from ..errors import DockerfileError
+
+                    located = DockerfileError(err.message, stage.from_.span, filename=dockerfile.filename)
+                    raise located.with_source(dockerfile.filename, dockerfile.tree.source_lines) from None
                 bases[base_ref or f"<by id {image_id}>"] = image_id
                 lease.add(image_id)
                 from ..images.layers import ensure_snapshots

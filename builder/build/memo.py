@@ -9,6 +9,9 @@ produced, the image ID each base name resolved to, and the ``lstat`` of every co
 — a handful of stats and two small JSON reads — and, when nothing changed, names the same image
 again without importing the build engine at all. Anything it cannot vouch for falls back to a full
 build (which uses the build cache as usual). This module imports only the standard library.
+
+Whatever later decides what a build reads (``.dockerignore`` files, named contexts, ``COPY --from``
+images, remote contexts) must add itself to the reads or disable the memo for that build.
 """
 
 from __future__ import annotations

@@ -232,3 +232,14 @@ def test_a_base_image_missing_from_the_store_names_the_from_line(tmp_path, store
     err = fails(build(store, ctx))
     assert err.startswith(f"error: {ctx / 'Dockerfile'}:2: base image 'nosuch:1' is not in the local store"), err
     assert " 2 | FROM nosuch:$TAG" in err and "Traceback" not in err
+
+
+def test_tty_progress_draws_a_bar_for_a_long_copy_and_plain_does_not(tmp_path, store):
+    ctx = write_context(tmp_path / "ctx", "FROM busybox\nCOPY big.bin /big.bin\n")
+    (ctx / "big.bin").write_bytes(os.urandom(3 << 20))
+    tty = pb(store, "build", "--progress", "tty", "--no-cache", "-t", "bar:1", str(ctx))
+    assert tty.returncode == 0, tty.stderr.decode()
+    text = tty.stderr.decode()
+    assert "#1 copying" in text and "B/s" in text
+    plain = pb(store, "build", "--progress", "plain", "--no-cache", "-t", "bar:1", str(ctx))
+    assert plain.returncode == 0 and b"copying" not in plain.stderr

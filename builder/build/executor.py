@@ -36,9 +36,10 @@ class StepEvent:
     index: int
     total: int
     text: str
-    status: str = "start"      # start | cached | done | output | error
+    status: str = "start"      # start | cached | done | output | transfer | error
     seconds: float = 0.0
     output: bytes = b""
+    transferred: int = 0       # bytes, for status "transfer" (a long COPY): the UI draws a bar
 
 
 @dataclass
@@ -180,10 +181,17 @@ class StageExecutor:
                 make_workdir(self._lowers(config), upper, step.workdir or config.config.working_dir,
                              config.config.user)
             elif kind in (ins.CopyInstruction, ins.AddInstruction):
-                from .fileops import copy_into
+                from .fileops import TRANSFER, copy_into
 
-                copy_into(self.context_dir, self._lowers(config), upper, step.instruction,
-                          config.config.working_dir or "/", source_date_epoch=self.options.source_date_epoch)
+                def transferred(count: int) -> None:
+                    self.options.on_event(replace(event, status="transfer", transferred=count))
+
+                token = TRANSFER.set(transferred)
+                try:
+                    copy_into(self.context_dir, self._lowers(config), upper, step.instruction,
+                              config.config.working_dir or "/", source_date_epoch=self.options.source_date_epoch)
+                finally:
+                    TRANSFER.reset(token)
             else:
                 raise BuildError(f"{instruction.keyword} is not supported yet")
         except BaseException:

@@ -13,8 +13,25 @@ import os
 import posixpath
 import shutil
 import stat
+from contextvars import ContextVar
 
 from ..errors import PybuildError
+
+
+# Who wants to hear about bytes copied (the progress UI's bars for long transfers); None: nobody.
+TRANSFER: ContextVar = ContextVar("pybuild_copy_transfer", default=None)
+_BIG = 1 << 20
+
+
+def _copy_file(src: str, dst: str, size: int) -> None:
+    report = TRANSFER.get()
+    if report is None or size < _BIG:
+        shutil.copyfile(src, dst, follow_symlinks=False)
+        return
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        while chunk := fin.read(_BIG):
+            fout.write(chunk)
+            report(len(chunk))
 
 
 class CopyError(PybuildError):
@@ -188,7 +205,7 @@ def _copy_entry(src: str, dst: str, uid: int, gid: int, mode: int | None) -> Non
         return
     if not stat.S_ISREG(st.st_mode):
         return  # sockets, devices, fifos are not copied from a context
-    shutil.copyfile(src, dst, follow_symlinks=False)
+    _copy_file(src, dst, st.st_size)
     os.chown(dst, uid, gid)
     os.chmod(dst, mode if mode is not None else stat.S_IMODE(st.st_mode))
     os.utime(dst, ns=(st.st_mtime_ns, st.st_mtime_ns))

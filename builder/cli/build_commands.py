@@ -15,11 +15,15 @@ BUILD_FLAGS = ("-t", "--tag", "-f", "--file", "--build-arg", "--label", "--netwo
 
 
 class _Progress:
-    """Renders step events: plain lines (CI) or the same, quieter, with -q."""
+    """Renders step events: plain lines (CI, ``plain``), the same with tqdm bars for long transfers on a
+    terminal (``tty``; ``auto`` picks it when stderr is a terminal), JSON lines (``rawjson``), or nothing."""
 
     def __init__(self, mode: str, quiet: bool):
+        if mode == "auto":
+            mode = "tty" if sys.stderr.isatty() else "plain"
         self.mode = "quiet" if quiet else mode
         self.started = time.monotonic()
+        self.bars: dict = {}
 
     def __call__(self, event) -> None:
         if self.mode == "quiet":
@@ -36,6 +40,20 @@ class _Progress:
             out.flush()
             return
         tag = f"[{event.stage} {event.index}/{event.total}]"
+        if event.status == "transfer":
+            if self.mode != "tty":
+                return
+            bar = self.bars.get(event.index)
+            if bar is None:
+                from tqdm import tqdm
+
+                bar = self.bars[event.index] = tqdm(desc=f"#{event.index} copying", unit="B", unit_scale=True,
+                                                    file=out, leave=False, dynamic_ncols=True)
+            bar.update(event.transferred)
+            return
+        bar = self.bars.pop(event.index, None) if event.status in ("done", "error") else None
+        if bar is not None:
+            bar.close()
         if event.status == "start":
             out.write(f"#{event.index} {tag} {event.text}\n")
         elif event.status == "cached":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextlib import contextmanager
 
 import click
 
@@ -17,6 +18,22 @@ def _store(ctx):
 
     root = (ctx.find_root().obj or {}).get("root")
     return Store.open(root)
+
+
+@contextmanager
+def _input(path: str | None):
+    """``path`` opened for reading, or stdin for ``-``/None; an unreadable file is a usage error."""
+    from ..errors import UsageError
+
+    if path in (None, "-"):
+        yield sys.stdin.buffer
+        return
+    try:
+        stream = open(path, "rb")
+    except OSError as err:
+        raise UsageError(f"cannot open {path}: {err.strerror}") from None
+    with stream:
+        yield stream
 
 
 def _echo_lines(text: str) -> None:
@@ -214,7 +231,6 @@ image_group.add_command(history_command)
 @click.pass_context
 def import_command(ctx, source, reference, changes, message, platform):
     """Import a root filesystem tarball (or - for stdin) as a one-layer image."""
-    from ..errors import UsageError
     from ..image.platform import parse_platform
     from ..images.importer import import_rootfs
 
@@ -223,17 +239,9 @@ def import_command(ctx, source, reference, changes, message, platform):
     epoch = source_date_epoch()
     target = parse_platform(platform) if platform else None
     store = _store(ctx)
-    if source == "-":
-        image_id = import_rootfs(store, sys.stdin.buffer, reference, changes=changes, message=message,
+    with _input(source) as stream:
+        image_id = import_rootfs(store, stream, reference, changes=changes, message=message,
                                  source_date_epoch=epoch, platform=target)
-    else:
-        try:
-            stream = open(source, "rb")
-        except OSError as err:
-            raise UsageError(f"cannot open {source}: {err.strerror}") from None
-        with stream:
-            image_id = import_rootfs(store, stream, reference, changes=changes, message=message,
-                                     source_date_epoch=epoch, platform=target)
     click.echo(image_id)
 
 
@@ -336,17 +344,10 @@ def load_command(ctx, input_path, quiet):
     from ..images.archive import load
 
     store = _store(ctx)
-    if input_path is None:
-        if sys.stdin.isatty():
-            raise UsageError("requested load from stdin, but stdin is empty (use -i FILE or pipe an archive)")
-        lines = load(store, sys.stdin.buffer)
-    else:
-        try:
-            stream = open(input_path, "rb")
-        except OSError as err:
-            raise UsageError(f"cannot open {input_path}: {err.strerror}") from None
-        with stream:
-            lines = load(store, stream)
+    if input_path is None and sys.stdin.isatty():
+        raise UsageError("requested load from stdin, but stdin is empty (use -i FILE or pipe an archive)")
+    with _input(input_path) as stream:
+        lines = load(store, stream)
     if not quiet:
         _echo_lines("\n".join(lines))
 

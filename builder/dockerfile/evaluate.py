@@ -427,17 +427,10 @@ def resolve_from(stage: Stage, global_args: GlobalArgs, lexer: ShellLexer) -> Re
 
 
 def suggest(value: str, options: Iterable[str]) -> str:
-    """BuildKit's case-sensitive "did you mean": the first closest option within distance 2."""
-    from .flags import levenshtein
+    """BuildKit's case-sensitive "did you mean" (``flags.suggest``), "" when nothing is close."""
+    from .flags import suggest as closest
 
-    best, best_distance = "", 3
-    for option in options:
-        if option == value:
-            return ""
-        distance = levenshtein(value, option)
-        if distance < best_distance:
-            best, best_distance = option, distance
-    return best
+    return closest(value, list(options), True) or ""
 
 
 def _suggest_any(message: str, names: Iterable[str], options: list[str]) -> str:

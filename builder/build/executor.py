@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -26,6 +27,10 @@ from .configstep import PlanContext, StagePlan, StepPlan, plan_step, start_stage
 
 class BuildError(PybuildError):
     """A build step failed; the message names the Dockerfile line, the command and the exit code."""
+
+
+class BuildCancelled(BuildError):
+    """A stage stopped because the build as a whole failed or was interrupted."""
 
 
 @dataclass
@@ -49,6 +54,8 @@ class ExecOptions:
     network: str = "host"
     source_date_epoch: int | None = None
     on_event: Callable[[StepEvent], None] = field(default=lambda event: None)
+    # set when another stage failed or the build was interrupted: stages stop at their next step
+    cancel: threading.Event = field(default_factory=threading.Event)
 
 
 def _digest_json(value) -> str:
@@ -67,8 +74,9 @@ class StageExecutor:
     """Runs one stage: plans each step, executes its filesystem part (or takes it from the cache)."""
 
     def __init__(self, store, dockerfile: ins.Dockerfile, ctx: PlanContext, context_dir: str | None,
-                 options: ExecOptions):
+                 options: ExecOptions, sources=None):
         self.store = store
+        self.sources = sources   # BuildSources: the trees COPY --from / RUN --mount from= read
         self.dockerfile = dockerfile
         self.ctx = ctx
         self.context_dir = context_dir
@@ -84,6 +92,8 @@ class StageExecutor:
         work = [(i, True) for i in start.triggers] + [(i, False) for i in stage.instructions]
         use_cache = not self.options.no_cache and stage.display_name not in self.options.no_cache_filter
         for index, (instruction, from_onbuild) in enumerate(work, 1):
+            if self.options.cancel.is_set():
+                raise BuildCancelled(f"stage {stage.display_name!r} stopped: another stage failed")
             try:
                 step = plan_step(state, config, instruction, self.ctx, from_onbuild=from_onbuild)
             except PybuildError as err:

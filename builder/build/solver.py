@@ -7,6 +7,7 @@ target needs in order through the executor, and records the final image under it
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ..errors import ImageNotFound, UsageError
@@ -24,6 +25,8 @@ class BuildRequest:
     target: str = ""
     labels: dict = field(default_factory=dict)
     options: ExecOptions = field(default_factory=ExecOptions)
+    ignore: object = None                                   # IgnoreRules of the main context, or None
+    named_contexts: dict = field(default_factory=dict)      # --build-context name -> NamedContext
 
 
 @dataclass(frozen=True)
@@ -32,21 +35,12 @@ class BuildResult:
     tags: tuple
 
 
-def _base_image(store, name: str):
-    from ..images.service import load_config, resolve_image
-
-    try:
-        image_id, reference = resolve_image(store, name)
-    except ImageNotFound:
-        raise ImageNotFound(f"base image {name!r} is not in the local store (pulling from registries comes "
-                            f"with the registry client; `pybuild import` or `pybuild load` it first)", name) from None
-    return image_id, load_config(store, image_id), (str(reference) if reference is not None else None)
-
-
 def build(store, request: BuildRequest) -> BuildResult:
     from ..dockerfile.evaluate import resolve_from
     from ..images.service import store_config, tag_image
+    from .buildsources import BuildSources
     from .configstep import finalize_result, make_plan_context
+    from .graph import stage_graph
     from .history import finalize_history
     from .parsecache import parse_cached
 
@@ -62,47 +56,127 @@ def build(store, request: BuildRequest) -> BuildResult:
         if found is None:
             raise UsageError(f"target stage {request.target!r} could not be found")
         target_index = found.index
-    with store.lease("build") as lease:
-        by_name: dict[str, int] = {}
+    resolved = [resolve_from(stage, ctx.eval.global_args, ctx.eval.lexer) for stage in stages]
+    graph = stage_graph(dockerfile, [r.base_name for r in resolved], target_index, request.named_contexts)
+    options = request.options
+    options.on_event = _serialized(options.on_event)
+    with store.lease("build") as lease, _named_contexts(request, store) as named:
+        sources = BuildSources(store, dockerfile, context_dir=request.context_dir, ignore=request.ignore,
+                               named=named, lease=lease)
+        executor = StageExecutor(store, dockerfile, ctx, request.context_dir, options, sources=sources)
         plans: dict[int, tuple] = {}
         bases: dict[str, str] = {}
-        needed = _needed(dockerfile, ctx, target_index)
-        executor = StageExecutor(store, dockerfile, ctx, request.context_dir, request.options)
-        for stage in stages[: target_index + 1]:
-            resolved = resolve_from(stage, ctx.eval.global_args, ctx.eval.lexer)
-            if stage.name:
-                by_name.setdefault(stage.name, stage.index)
-            if stage.index not in needed:
-                continue
-            parent_index = by_name.get(resolved.base_name.lower())
-            if parent_index is not None and parent_index < stage.index:
-                parent_plan, parent_key = plans[parent_index]
+
+        def run_stage(index: int) -> None:
+            stage = stages[index]
+            node = graph.nodes[index]
+            base = node.base
+            if base.kind == "stage":
+                parent_plan, parent_key = plans[base.index]
                 plan, key = executor.run(stage, parent=parent_plan, base_key=parent_key)
-            elif resolved.base_name == "scratch":
-                platform = resolved.platform or ctx.eval.target_platform
+            elif base.kind == "scratch":
+                platform = resolved[index].platform or ctx.eval.target_platform
                 plan, key = executor.run(stage, base_key=cachekey.scratch_key(platform))
             else:
-                try:
-                    image_id, config, base_ref = _base_image(store, resolved.base_name)
-                except ImageNotFound as err:
-                    from ..errors import DockerfileError
-
-                    located = DockerfileError(err.message, stage.from_.span, filename=dockerfile.filename)
-                    raise located.with_source(dockerfile.filename, dockerfile.tree.source_lines) from None
-                bases[base_ref or f"<by id {image_id}>"] = image_id
-                lease.add(image_id)
-                from ..images.layers import ensure_snapshots
-
-                ensure_snapshots(store, config.rootfs.diff_ids)
+                config, image_id, ref = _stage_base(sources, dockerfile, stage, base.name)
+                bases[ref or f"<by id {image_id}>"] = image_id
                 plan, key = executor.run(stage, base_image=config, base_key=cachekey.base_key(image_id))
-            plans[stage.index] = (plan, key)
+            sources.stage_layers[index] = tuple(plan.config.rootfs.diff_ids)
+            plans[index] = (plan, key)
+
+        run_graph(graph, run_stage, options)
         final, _ = plans[target_index]
         config = finalize_result(final.config, labels=request.labels or None)
         config = finalize_history(config, epoch=ctx.epoch, base_history=final.base_history)
         image_id = store_config(store, config, tuple(config.rootfs.diff_ids), meta={"source": "build"})
         names = tuple(tag_image(store, image_id, tag) for tag in request.tags)
-    _remember(store, request, image_id, bases, executor.reads)
+    if len(graph.needed) == 1 and not request.named_contexts:
+        _remember(store, request, image_id, bases, executor.reads)
     return BuildResult(image_id, names)
+
+
+def _stage_base(sources, dockerfile, stage, name: str):
+    """A stage's outside base: a local image (or a named context naming one), keyed by image ID."""
+    from ..errors import DockerfileError
+    from ..images.service import load_config
+
+    named = sources.named.get(name.lower())
+    if named is not None and named[0] == "dir":
+        located = DockerfileError(f"FROM a local directory context ({name!r}) is not supported; name an image "
+                                  "with --build-context {name}=docker-image://REF", stage.from_.span)
+        raise located.with_source(dockerfile.filename, dockerfile.tree.source_lines)
+    ref = named[1] if named is not None else name
+    try:
+        image_id, _, reference = sources.image(ref)
+    except ImageNotFound as err:
+        located = DockerfileError(f"base {err.message}", stage.from_.span, filename=dockerfile.filename)
+        raise located.with_source(dockerfile.filename, dockerfile.tree.source_lines) from None
+    return load_config(sources.store, image_id), image_id, reference
+
+
+def _serialized(callback):
+    """Progress events come from several stage threads; the renderer sees one at a time."""
+    import threading
+
+    lock = threading.Lock()
+
+    def emit(event) -> None:
+        with lock:
+            callback(event)
+
+    return emit
+
+
+@contextmanager
+def _named_contexts(request: BuildRequest, store):
+    """``--build-context`` values as ("dir", root, ignore) or ("image", ref), temp dirs removed after."""
+    if not request.named_contexts:
+        yield {}
+        return
+    from ..buildcontext import open_named_contexts
+
+    with open_named_contexts(request.named_contexts, str(store.root / "tmp")) as named:
+        yield named
+
+
+def run_graph(graph, run_stage, options) -> None:
+    """Run the needed stages, each once all its stage dependencies are done, independent ones at the
+    same time (as many as there are CPUs). The first failure stops the rest (running RUNs are killed)
+    and is raised; a single-stage build runs in the calling thread."""
+    import os
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    pending = list(graph.needed)
+    if len(pending) == 1:
+        run_stage(pending[0])
+        return
+    done: set[int] = set()
+    running: dict = {}
+    workers = max(1, min(os.cpu_count() or 1, len(pending)))
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pybuild-stage")
+    failure: BaseException | None = None
+    try:
+        while pending or running:
+            for index in [i for i in pending if graph.deps(i) <= done]:
+                if len(running) >= workers:
+                    break
+                pending.remove(index)
+                running[pool.submit(run_stage, index)] = index
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                index = running.pop(future)
+                error = future.exception()
+                if error is not None:
+                    raise error
+                done.add(index)
+    except BaseException as err:
+        failure = err
+        options.cancel.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if failure is not None:
+            options.cancel.clear()
 
 
 def _remember(store, request: BuildRequest, image_id: str, bases: dict, reads: list) -> None:
@@ -122,22 +196,3 @@ def _remember(store, request: BuildRequest, image_id: str, bases: dict, reads: l
         memo.write_memo(str(store.root), key, image_id=image_id, bases=bases, reads=reads)
     except OSError:
         pass  # a memo only saves time
-
-
-def _needed(dockerfile, ctx, target_index: int) -> set[int]:
-    """The target and the stages it is built FROM (COPY --from / RUN --mount come with part two)."""
-    from ..dockerfile.evaluate import resolve_from
-
-    names = {}
-    for stage in dockerfile.stages:
-        if stage.name:
-            names.setdefault(stage.name, stage.index)
-    needed = set()
-    index = target_index
-    while index is not None and index not in needed:
-        needed.add(index)
-        stage = dockerfile.stages[index]
-        base = resolve_from(stage, ctx.eval.global_args, ctx.eval.lexer).base_name.lower()
-        parent = names.get(base)
-        index = parent if parent is not None and parent < index else None
-    return needed

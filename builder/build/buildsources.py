@@ -28,6 +28,7 @@ class BuildSources:
         self.lease = lease
         self.stage_layers: dict[int, tuple] = {}   # finished stages: index -> diff_ids (bottom first)
         self._images: dict[str, tuple] = {}
+        self.bases: dict[str, str] = {}           # every image read, reference (or "<by id>") -> image ID
         self._lock = threading.Lock()
 
     # -- the trees ------------------------------------------------------------------------------------
@@ -88,4 +89,5 @@ class BuildSources:
             ensure_snapshots(self.store, config.rootfs.diff_ids)
             found = self._images[name] = (image_id, tuple(config.rootfs.diff_ids),
                                           str(reference) if reference is not None else None)
+            self.bases[found[2] or f"<by id {image_id}>"] = image_id
             return found

@@ -65,7 +65,6 @@ def build(store, request: BuildRequest) -> BuildResult:
                                named=named, lease=lease)
         executor = StageExecutor(store, dockerfile, ctx, request.context_dir, options, sources=sources)
         plans: dict[int, tuple] = {}
-        bases: dict[str, str] = {}
 
         def run_stage(index: int) -> None:
             stage = stages[index]
@@ -78,8 +77,7 @@ def build(store, request: BuildRequest) -> BuildResult:
                 platform = resolved[index].platform or ctx.eval.target_platform
                 plan, key = executor.run(stage, base_key=cachekey.scratch_key(platform))
             else:
-                config, image_id, ref = _stage_base(sources, dockerfile, stage, base.name)
-                bases[ref or f"<by id {image_id}>"] = image_id
+                config, image_id, _ = _stage_base(sources, dockerfile, stage, base.name)
                 plan, key = executor.run(stage, base_image=config, base_key=cachekey.base_key(image_id))
             sources.stage_layers[index] = tuple(plan.config.rootfs.diff_ids)
             plans[index] = (plan, key)
@@ -90,8 +88,8 @@ def build(store, request: BuildRequest) -> BuildResult:
         config = finalize_history(config, epoch=ctx.epoch, base_history=final.base_history)
         image_id = store_config(store, config, tuple(config.rootfs.diff_ids), meta={"source": "build"})
         names = tuple(tag_image(store, image_id, tag) for tag in request.tags)
-    if len(graph.needed) == 1 and not request.named_contexts:
-        _remember(store, request, image_id, bases, executor.reads)
+    if not request.named_contexts:
+        _remember(store, request, image_id, sources.bases, executor.reads)
     return BuildResult(image_id, names)
 
 

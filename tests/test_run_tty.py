@@ -7,6 +7,7 @@ tty on stdin, switches it to raw mode and copies the window size), the test type
 from __future__ import annotations
 
 import fcntl
+import signal
 import os
 import select
 import struct
@@ -89,3 +90,49 @@ def test_run_t_without_a_user_terminal(root):
                           timeout=8)
     assert proc.returncode == 3, proc
     assert b"yes-tty\r\n" in proc.stdout, proc
+
+
+def test_tty_inside_names_the_containers_own_pts(root):
+    # The pty comes from the container's devpts instance (console-socket style), so ``tty`` knows it:
+    # /dev/pts/0, owned by the user that runs, and /dev/console is the same terminal.
+    out, code, _, _ = _run_on_terminal(
+        root, b"tty; ls /dev/pts; stat -c 'own=%u' $(tty); test /dev/console -ef /dev/pts/0 && echo con''sole; exit 0\n")
+    text = out.decode(errors="replace")
+    assert code == 0, text
+    assert "/dev/pts/0\r\n" in text and "not a tty" not in text, text
+    assert "own=0" in text and "console" in text, text
+
+
+def test_tty_for_a_non_root_user_and_window_size_changes(root):
+    master, slave = os.openpty()
+    try:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 20, 60, 0, 0))
+        proc = subprocess.Popen([sys.executable, "-m", "builder.cli", "--root", root, "run", "-it", "-u", "1000",
+                                 "busybox", "sh"], stdin=slave, stdout=slave, stderr=slave, cwd=REPO,
+                                start_new_session=True)
+        os.write(master, b"stty size; echo first''-done\n")
+        out = bytearray()
+        deadline = time.monotonic() + 8
+        while b"first-done" not in out and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.1)[0]:
+                out += os.read(master, 65536)
+        assert b"20 60" in out, out
+        # the user resizes the terminal: pybuild gets SIGWINCH and passes the new size on
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 132, 0, 0))
+        os.kill(proc.pid, signal.SIGWINCH)
+        time.sleep(0.2)
+        os.write(master, b"stty size; tty; id -u; echo hi > /dev/stdout; exit 4\n")
+        while proc.poll() is None and time.monotonic() < deadline + 8:
+            if select.select([master], [], [], 0.1)[0]:
+                out += os.read(master, 65536)
+        while select.select([master], [], [], 0.2)[0]:
+            try:
+                out += os.read(master, 65536)
+            except OSError:
+                break
+        text = out.decode(errors="replace")
+        assert proc.returncode == 4, text
+        assert "40 132" in text and "/dev/pts/0" in text and "1000\r\n" in text and "hi\r\n" in text, text
+    finally:
+        os.close(master)
+        os.close(slave)

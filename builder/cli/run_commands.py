@@ -9,17 +9,9 @@ start/stop, networking, limits — comes with the runtime).
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
 import os
 import secrets
-import select
-import signal
 import sys
-import termios
-import threading
-import tty as ttymod
 
 import click
 
@@ -43,94 +35,6 @@ def _env_list(image_env, overrides, env_files) -> tuple:
             env[key] = os.environ[key]
     env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
     return tuple(f"{k}={v}" for k, v in env.items())
-
-
-def _copy_winsize(src: int, dst: int) -> None:
-    try:
-        size = fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8)
-        fcntl.ioctl(dst, termios.TIOCSWINSZ, size)
-    except OSError:
-        pass
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[os.write(fd, view):]
-        except BlockingIOError:
-            select.select([], [fd], [])
-
-
-class _Terminal:
-    """``-t``: a pty pair for the container, the user's terminal in raw mode while it runs (restored on
-    every exit path), its window size copied over (and on SIGWINCH), and a thread moving bytes: stdin to
-    the master (with ``-i``), the master to stdout until the container's side is closed everywhere."""
-
-    def __init__(self, interactive: bool):
-        self.master, self.slave = os.openpty()
-        self.interactive = interactive
-        self.in_fd, self.out_fd = sys.stdin.fileno(), sys.stdout.fileno()
-        self.saved_attrs = None
-        self.old_winch = None
-        self.stop_r, self.stop_w = os.pipe()
-        self.thread = threading.Thread(target=self._pump, name="pybuild-tty", daemon=True)
-
-    def __enter__(self) -> "_Terminal":
-        if os.isatty(self.in_fd):
-            _copy_winsize(self.in_fd, self.master)
-            if threading.current_thread() is threading.main_thread():
-                self.old_winch = signal.signal(signal.SIGWINCH,
-                                               lambda *_: _copy_winsize(self.in_fd, self.master))
-            self.saved_attrs = termios.tcgetattr(self.in_fd)
-            ttymod.setraw(self.in_fd, termios.TCSANOW)
-        self.thread.start()
-        return self
-
-    def _pump(self) -> None:
-        readers = [self.master, self.stop_r] + ([self.in_fd] if self.interactive else [])
-        while True:
-            ready = select.select(readers, [], [])[0]
-            if self.master in ready:
-                try:
-                    data = os.read(self.master, 65536)
-                except OSError as err:          # EIO: every copy of the slave is closed
-                    if err.errno != errno.EIO:
-                        raise
-                    data = b""
-                if not data:
-                    return
-                _write_all(self.out_fd, data)
-                continue                        # drain the container's output before anything else
-            if self.in_fd in ready:
-                try:
-                    data = os.read(self.in_fd, 65536)
-                except OSError:
-                    data = b""
-                if data:
-                    _write_all(self.master, data)
-                else:
-                    readers.remove(self.in_fd)  # stdin at EOF: the container keeps its terminal
-            if self.stop_r in ready:
-                return
-
-    def __exit__(self, *exc) -> None:
-        try:
-            os.close(self.slave)                # the container is gone: the master reads EIO once drained
-            self.slave = -1
-            self.thread.join(5.0)
-            if self.thread.is_alive():
-                os.write(self.stop_w, b"x")
-                self.thread.join(1.0)
-        finally:
-            if self.saved_attrs is not None:
-                with contextlib.suppress(termios.error):
-                    termios.tcsetattr(self.in_fd, termios.TCSADRAIN, self.saved_attrs)
-            if self.old_winch is not None:
-                signal.signal(signal.SIGWINCH, self.old_winch)
-            if not self.thread.is_alive():
-                for fd in (self.master, self.stop_r, self.stop_w):
-                    os.close(fd)
 
 
 @click.command("run", context_settings={"allow_interspersed_args": False})
@@ -180,8 +84,10 @@ def run_command(ctx, image, command, rm, env, env_files, workdir, user, entrypoi
                            network=network, stdin="inherit" if interactive and not tty else "null",
                            stdout="inherit", stderr="inherit", tty=tty)
             if tty:
-                with _Terminal(interactive) as terminal:
-                    result = run(spec, terminal=terminal.slave)
+                from ..sandbox.terminal import TerminalRelay
+
+                with TerminalRelay(interactive) as relay:
+                    result = run(spec, on_console=relay.attach)
             else:
                 result = run(spec)
         finally:

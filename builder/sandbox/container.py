@@ -13,13 +13,19 @@ import os
 import signal
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 from .caps import DEFAULT_MASK, last_cap, restrict_capabilities
+from .console import attach, give_stdio_to, mount_console, open_console
 from .errors import SandboxError
 from .plan import SandboxPlan
 from .rootfs import HostView, pivot_root, prepare_rootfs, read_host_view
 from .seccomp import build_filter
 from .syscalls import PR_SET_DUMPABLE
 from .users import ExecUser, read_user_files, resolve_user
+
+if TYPE_CHECKING:
+    from .console import Console  # noqa: F401
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -32,6 +38,7 @@ class Prepared:
     env: tuple[str, ...]
     cwd: str
     user: ExecUser
+    console_slave: int = -1       # a tty run: the pty slave the command attaches to (``console.attach``)
 
 
 def build_env(env: tuple[str, ...], home: str) -> tuple[str, ...]:
@@ -61,7 +68,9 @@ def make_workdir(path: str, uid: int, gid: int) -> None:
         os.lchown(current, uid, gid)
 
 
-def prepare(plan: SandboxPlan, sys, host: HostView | None = None) -> Prepared:
+def prepare(plan: SandboxPlan, sys, host: HostView | None = None) -> tuple[Prepared, "Console | None"]:
+    """Set up the rootfs and the security profile; with ``spec.tty`` also open the container's pty
+    (returned, for the init to hand its master to the parent)."""
     spec = plan.spec
     os.umask(0o022)
     # Not dumpable: the RUN (same uid, same capabilities once they are cut) cannot ptrace its pid 1 or
@@ -76,6 +85,10 @@ def prepare(plan: SandboxPlan, sys, host: HostView | None = None) -> Prepared:
         sys.sethostname(spec.hostname)
         if spec.network == "none":
             sys.set_loopback_up()
+        console = None
+        if spec.tty:
+            console = open_console()
+            mount_console(sys, console)
     except OSError as err:
         raise SandboxError(f"failed to set up the sandbox: {err.strerror or err}") from None
     passwd, group = read_user_files("/")
@@ -87,7 +100,7 @@ def prepare(plan: SandboxPlan, sys, host: HostView | None = None) -> Prepared:
         restrict_capabilities(sys, DEFAULT_MASK, top_cap)
     except OSError as err:
         raise SandboxError(f"failed to apply the security profile: {err.strerror or err}") from None
-    return Prepared(spec.argv, env, spec.cwd, user)
+    return Prepared(spec.argv, env, spec.cwd, user, console.slave if console else -1), console
 
 
 def lookup_executable(name: str, env: tuple[str, ...]) -> str:
@@ -138,6 +151,13 @@ def exec_command(prepared: Prepared, sys) -> None:
     # Like runc: chdir while still root (the user may lack search permission on a parent), and again
     # as the user only if root was refused.
     retry_chdir = not _chdir(sys, prepared.cwd, final=False)
+    try:
+        if prepared.console_slave >= 0:
+            attach(prepared.console_slave)
+        give_stdio_to(user.uid)
+    except OSError as err:
+        raise SandboxError(f"unable to start container process: failed to set up the terminal: "
+                           f"{err.strerror}") from None
     try:
         sys.setgroups(user.groups)
         sys.setresgid(user.gid, user.gid, user.gid)

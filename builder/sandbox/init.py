@@ -1,4 +1,5 @@
-"""The sandbox's own processes: ``python -c 'import builder.sandbox.init as i; i.main()' PLAN_FD STATUS_FD``.
+"""The sandbox's own processes: ``python -c 'import builder.sandbox.init as i; i.main()' PLAN STATUS [CONSOLE]``
+(file descriptor numbers; CONSOLE is the unix socket a tty run sends its pty master over).
 
 The parent starts this module with ``subprocess`` (a fresh single-threaded interpreter, so forking
 below is safe even when the build engine runs threads) and three processes follow:
@@ -21,6 +22,7 @@ import signal
 import sys
 
 from . import status
+from .console import send_master
 from .container import exec_command, prepare
 from .errors import SandboxError
 from .plan import SandboxPlan
@@ -73,19 +75,27 @@ def _command(prepared, sys_: Syscalls, status_fd: int) -> None:
     os._exit(EXEC_FAILED)
 
 
-def _init(plan: SandboxPlan, sys_: Syscalls, status_fd: int, life_fd: int) -> None:
+def _init(plan: SandboxPlan, sys_: Syscalls, fds: "ParentFds", life_fd: int) -> None:
+    status_fd = fds.status
     try:
         sys_.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if select.select([life_fd], [], [], 0)[0]:   # readable = EOF = the monitor is already gone
             os._exit(SETUP_FAILED)
         os.close(life_fd)
-        prepared = prepare(plan, sys_)
+        prepared, console = prepare(plan, sys_)
+        if console is not None:
+            send_master(fds.console, console)
+            os.close(console.master)
     except BaseException as err:  # noqa: BLE001
         status.send(status_fd, error=_error_text(err))
         os._exit(SETUP_FAILED)
+    if fds.console >= 0:
+        os.close(fds.console)
     child = os.fork()
     if child == 0:
         _command(prepared, sys_, status_fd)
+    if console is not None:
+        os.close(console.slave)     # the command's copies alone keep it open: the master sees EOF after
     _forward_signals(child)
     while True:
         try:
@@ -102,10 +112,20 @@ def _init(plan: SandboxPlan, sys_: Syscalls, status_fd: int, life_fd: int) -> No
     os._exit(code)
 
 
+class ParentFds:
+    """The descriptors the parent passed: ``PLAN STATUS [CONSOLE]`` on the command line (-1: none)."""
+
+    def __init__(self, argv: list[str]):
+        numbers = [int(a) for a in argv[1:]] + [-1] * 3
+        self.plan, self.status, self.console = numbers[:3]
+        for fd in (self.status, self.console):
+            if fd >= 0:
+                os.set_inheritable(fd, False)
+
+
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv if argv is None else argv
-    plan_fd, status_fd = int(argv[1]), int(argv[2])
-    os.set_inheritable(status_fd, False)
+    fds = ParentFds(sys.argv if argv is None else argv)
+    plan_fd, status_fd = fds.plan, fds.status
     sys_ = Syscalls()
     try:
         plan = SandboxPlan.load(plan_fd)
@@ -120,8 +140,10 @@ def main(argv: list[str] | None = None) -> None:
     init_pid = os.fork()
     if init_pid == 0:
         os.close(life_w)
-        _init(plan, sys_, status_fd, life_r)
+        _init(plan, sys_, fds, life_r)
     os.close(life_r)
+    if fds.console >= 0:
+        os.close(fds.console)
     status.send(status_fd, init_pid=init_pid)
     _forward_signals(init_pid)
     _, wait_status = os.waitpid(init_pid, 0)

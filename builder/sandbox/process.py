@@ -16,6 +16,7 @@ import os
 import selectors
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from . import status
+from .console import ready, receive_master
 from .errors import SandboxError
 from .etcfiles import hosts_file, resolv_conf
 from .overlay import create_links, kernel_feature_options, plan_overlay
@@ -34,16 +36,13 @@ from .rootfs import make_stub_layer
 from .spec import RunLayout, RunSpec
 
 OutputCallback = Callable[[str, bytes], None]
+ConsoleCallback = Callable[[int], None]
 
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The sandbox's pid 1 shows this command line to the RUN (``ps``), so it names no host path: the
 # package location comes in the environment and the plan as an inherited file descriptor.
 _BOOT = ("import os,sys;sys.path.insert(0,os.environ.pop('PYBUILD_SANDBOX_PATH'));"
          "import builder.sandbox.init as i;i.main()")
-# With a terminal the sandbox starts as a session leader (start_new_session) and makes its stdin -- the
-# pty slave -- its controlling terminal; the init and the command inherit session and terminal, and an
-# interactive shell then puts its own process group in the terminal's foreground.
-_BOOT_TTY = "import fcntl,termios;fcntl.ioctl(0,termios.TIOCSCTTY,0);" + _BOOT
 _KILL_WAIT = 10.0
 
 
@@ -145,8 +144,13 @@ class _Streams:
     """Pumps the child's pipes: output to the callback (or buffers), input from bytes, status lines."""
 
     def __init__(self, proc: subprocess.Popen, status_fd: int, on_output: OutputCallback | None,
-                 stdin_data: bytes | None):
+                 stdin_data: bytes | None, console: socket.socket | None = None,
+                 on_console: ConsoleCallback | None = None):
         self.sel = selectors.DefaultSelector()
+        self.console = console
+        self.on_console = on_console
+        if console is not None:
+            self.sel.register(console.fileno(), selectors.EVENT_READ, "console")
         self.on_output = on_output
         self.buffers = {"stdout": bytearray(), "stderr": bytearray()}
         self.status = bytearray()
@@ -172,6 +176,13 @@ class _Streams:
 
     def _handle(self, key) -> None:
         fd, name = key.fd, key.data
+        if name == "console":
+            self.sel.unregister(fd)
+            master = receive_master(self.console)
+            if master is not None:
+                self.on_console(master)         # the callback owns the master from here on
+                ready(self.console)
+            return
         if name == "stdin":
             try:
                 written = os.write(fd, self.stdin_data[:65536]) if self.stdin_data else 0
@@ -262,59 +273,63 @@ def _result(spec: RunSpec, streams: _Streams, returncode: int, started: float) -
 
 
 def run(spec: RunSpec, *, on_output: OutputCallback | None = None, stdin_data: bytes | None = None,
-        terminal: int | None = None) -> RunResult:
+        on_console: ConsoleCallback | None = None) -> RunResult:
     """Run ``spec`` to completion.
 
     Output of piped streams goes to ``on_output(stream_name, chunk)`` as it arrives, or is collected
     in the result.  ``stdin_data`` is fed to the command when ``spec.stdin == "pipe"``.  With
-    ``spec.tty``, ``terminal`` is the slave fd of a pty (the caller keeps it and the master, and moves
-    the bytes): it becomes the command's stdin/stdout/stderr and controlling terminal.  Raises
-    ``SandboxError`` when the command could not be started; a command that fails is a result.
+    ``spec.tty`` the sandbox opens a pty of its own devpts (the command's stdin, stdout, stderr and
+    controlling terminal, /dev/pts/0 inside) and ``on_console(master_fd)`` is called with its master
+    before the command starts: the callback owns the fd and moves the bytes (see ``terminal``).
+    Raises ``SandboxError`` when the command could not be started; a command that fails is a result.
     """
-    if spec.tty != (terminal is not None):
-        raise SandboxError("a tty run needs a terminal (the pty slave fd), and only a tty run takes one")
-    if terminal is not None and not os.isatty(terminal):
-        raise SandboxError(f"file descriptor {terminal} is not a terminal")
+    if spec.tty != (on_console is not None):
+        raise SandboxError("a tty run needs an on_console callback (it receives the pty master), and only a "
+                           "tty run takes one")
     started = time.monotonic()
     plan, scratch = _prepare_scratch(spec)
     proc: subprocess.Popen | None = None
     streams: _Streams | None = None
     status_r, status_w = os.pipe()
     plan_fd = os.open(plan.layout.plan, os.O_RDONLY | os.O_CLOEXEC)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) if spec.tty else (None, None)
     try:
-        if terminal is not None:
-            stdin = stdout = stderr = terminal
-            group = {"start_new_session": True}   # session leader, so pgid == pid for the kill below
+        if spec.tty:
+            stdin, stdout, stderr = subprocess.DEVNULL, subprocess.DEVNULL, None
         else:
             stdin = {"null": subprocess.DEVNULL, "inherit": None, "pipe": subprocess.PIPE}[spec.stdin]
             stdout = {"inherit": None, "pipe": subprocess.PIPE}[spec.stdout]
             stderr = {"inherit": None, "pipe": subprocess.PIPE, "stdout": subprocess.STDOUT}[spec.stderr]
-            group = {"process_group": 0}
-        boot = _BOOT_TTY if terminal is not None else _BOOT
+        extra = (theirs.fileno(),) if theirs is not None else ()
         proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", *_bytecode_options(), "-c", boot, str(plan_fd), str(status_w)],
-            stdin=stdin, stdout=stdout,
-            stderr=stderr, pass_fds=(plan_fd, status_w), cwd="/",
-            env={"PYBUILD_SANDBOX_PATH": _PACKAGE_ROOT}, **group)
+            [sys.executable, "-I", "-S", *_bytecode_options(), "-c", _BOOT, str(plan_fd), str(status_w),
+             *map(str, extra)],
+            stdin=stdin, stdout=stdout, stderr=stderr, pass_fds=(plan_fd, status_w, *extra), cwd="/",
+            env={"PYBUILD_SANDBOX_PATH": _PACKAGE_ROOT}, process_group=0)
         os.close(status_w)
         status_w = -1
-        streams = _Streams(proc, status_r, on_output, stdin_data)
+        if theirs is not None:
+            theirs.close()
+        streams = _Streams(proc, status_r, on_output, stdin_data, ours, on_console)
         streams.pump()
         returncode = proc.wait()
     except BaseException:
         _kill(proc, streams)
-        _cleanup(plan, scratch, streams, proc, (status_r, status_w, plan_fd), quiet=True)
+        _cleanup(plan, scratch, streams, proc, (status_r, status_w, plan_fd), quiet=True, sockets=(ours, theirs))
         raise
-    _cleanup(plan, scratch, streams, proc, (status_r, status_w, plan_fd), quiet=False)
+    _cleanup(plan, scratch, streams, proc, (status_r, status_w, plan_fd), quiet=False, sockets=(ours, theirs))
     return _result(spec, streams, returncode, started)
 
 
 def _cleanup(plan: SandboxPlan, scratch: str, streams: _Streams | None, proc: subprocess.Popen | None,
-             fds: tuple[int, ...], quiet: bool) -> None:
+             fds: tuple[int, ...], quiet: bool, sockets: tuple = ()) -> None:
     """Close our ends, remove mount stubs from the upper dir, delete the scratch directory.
     ``quiet`` (an exception is already on its way) keeps a cleanup failure from replacing it."""
     if streams is not None:
         streams.close()
+    for sock in sockets:
+        if sock is not None:
+            sock.close()
     for fd in fds:
         if fd >= 0:
             os.close(fd)
@@ -330,4 +345,4 @@ def _cleanup(plan: SandboxPlan, scratch: str, streams: _Streams | None, proc: su
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-__all__ = ["run", "RunResult", "OutputCallback", "remove_stubs"]
+__all__ = ["run", "RunResult", "OutputCallback", "ConsoleCallback", "remove_stubs"]

@@ -27,6 +27,7 @@ class BuildRequest:
     options: ExecOptions = field(default_factory=ExecOptions)
     ignore: object = None                                   # IgnoreRules of the main context, or None
     named_contexts: dict = field(default_factory=dict)      # --build-context name -> NamedContext
+    platform: object = None                                 # --platform (a native Platform), None: this machine's
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ def build(store, request: BuildRequest) -> BuildResult:
 
     dockerfile = parse_cached(request.dockerfile, root=store.root, filename=request.filename,
                               build_args=request.build_args)
-    ctx = make_plan_context(dockerfile, request.build_args, target=request.target)
+    ctx = make_plan_context(dockerfile, request.build_args, target=request.target, target_platform=request.platform)
     if ctx.epoch is not None and request.options.source_date_epoch is None:
         request.options.source_date_epoch = ctx.epoch  # clamp new layers' mtimes (BuildKit's rewrite-timestamp)
     stages = dockerfile.stages

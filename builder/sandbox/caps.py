@@ -47,9 +47,10 @@ def last_cap(proc: str = "/proc") -> int:
         return len(CAP_NAMES) - 1
 
 
-def restrict_capabilities(sys, keep: int = DEFAULT_MASK, last: int | None = None) -> None:
+def restrict_capabilities(sys, keep: int = DEFAULT_MASK, last: int | None = None, inheritable: bool = False) -> None:
     """Cut the bounding set to ``keep``, clear ambient, and set effective = permitted = ``keep`` with an
-    empty inheritable set.  Needs CAP_SETPCAP, so it runs before the uid changes."""
+    empty inheritable set (``inheritable``: ``keep`` too, for the insecure mode's ambient set).  Needs
+    CAP_SETPCAP, so it runs before the uid changes."""
     from .syscalls import PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, PR_CAPBSET_DROP
 
     top = last_cap() if last is None else last
@@ -57,7 +58,7 @@ def restrict_capabilities(sys, keep: int = DEFAULT_MASK, last: int | None = None
         if not keep & (1 << cap):
             sys.prctl(PR_CAPBSET_DROP, cap)
     sys.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
-    sys.capset(keep, keep, 0)
+    sys.capset(keep, keep, keep if inheritable else 0)
 
 
 __all__ = ["DEFAULT_CAPS", "DEFAULT_MASK", "CAP_NUMBERS", "cap_mask", "restrict_capabilities", "last_cap"]

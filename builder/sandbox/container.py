@@ -10,6 +10,7 @@ than the default capability set.
 from __future__ import annotations
 
 import os
+import resource
 import signal
 from dataclasses import dataclass
 
@@ -21,7 +22,8 @@ from .errors import SandboxError
 from .plan import SandboxPlan
 from .rootfs import HostView, pivot_root, prepare_rootfs, read_host_view
 from .seccomp import build_filter
-from .syscalls import PR_SET_DUMPABLE
+from .runmounts import secret_env
+from .syscalls import PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, PR_SET_DUMPABLE, PR_SET_KEEPCAPS
 from .users import ExecUser, read_user_files, resolve_user
 
 if TYPE_CHECKING:
@@ -39,6 +41,7 @@ class Prepared:
     cwd: str
     user: ExecUser
     console_slave: int = -1       # a tty run: the pty slave the command attaches to (``console.attach``)
+    insecure_caps: int = 0        # --security=insecure: every capability we hold, kept across the uid change
 
 
 def build_env(env: tuple[str, ...], home: str) -> tuple[str, ...]:
@@ -68,9 +71,11 @@ def make_workdir(path: str, uid: int, gid: int) -> None:
         os.lchown(current, uid, gid)
 
 
-def prepare(plan: SandboxPlan, sys, host: HostView | None = None) -> tuple[Prepared, "Console | None"]:
+def prepare(plan: SandboxPlan, sys, host: HostView | None = None,
+            secret_values: dict[str, bytes] | None = None) -> tuple[Prepared, "Console | None"]:
     """Set up the rootfs and the security profile; with ``spec.tty`` also open the container's pty
-    (returned, for the init to hand its master to the parent)."""
+    (returned, for the init to hand its master to the parent).  ``secret_values``: the RUN's secrets
+    by id (files on a tmpfs of this namespace, env vars of the command; never in the plan)."""
     spec = plan.spec
     os.umask(0o022)
     # Not dumpable: the RUN (same uid, same capabilities once they are cut) cannot ptrace its pid 1 or
@@ -80,7 +85,7 @@ def prepare(plan: SandboxPlan, sys, host: HostView | None = None) -> tuple[Prepa
     top_cap = last_cap()
     try:
         sys.load_libraries()
-        prepare_rootfs(sys, spec, plan.layout, plan.overlay, host)
+        prepare_rootfs(sys, spec, plan.layout, plan.overlay, host, secret_values)
         pivot_root(sys, plan.layout.rootfs)
         sys.sethostname(spec.hostname)
         if spec.network == "none":
@@ -94,13 +99,44 @@ def prepare(plan: SandboxPlan, sys, host: HostView | None = None) -> tuple[Prepa
     passwd, group = read_user_files("/")
     user = resolve_user(spec.user, passwd, group)
     make_workdir(spec.cwd, user.uid, user.gid)
-    env = build_env(spec.env, user.home)
+    env = build_env(spec.env + secret_env(spec, secret_values or {}), user.home)
+    set_ulimits(spec.ulimits)
+    insecure_caps = 0
     try:
-        sys.seccomp_load(build_filter(DEFAULT_MASK))
-        restrict_capabilities(sys, DEFAULT_MASK, top_cap)
+        if spec.security == "insecure":     # BuildKit's insecure mode: every capability, no seccomp filter
+            insecure_caps = sys.capget()[1]
+            restrict_capabilities(sys, insecure_caps, top_cap, inheritable=True)
+        else:
+            sys.seccomp_load(build_filter(DEFAULT_MASK))
+            restrict_capabilities(sys, DEFAULT_MASK, top_cap)
     except OSError as err:
         raise SandboxError(f"failed to apply the security profile: {err.strerror or err}") from None
-    return Prepared(spec.argv, env, spec.cwd, user, console.slave if console else -1), console
+    return Prepared(spec.argv, env, spec.cwd, user, console.slave if console else -1, insecure_caps), console
+
+
+def set_ulimits(ulimits) -> None:
+    """``--ulimit``: set in pid 1, inherited by the command.  Raising a hard limit needs
+    CAP_SYS_RESOURCE, which a builder may lack: that is an error naming the limit."""
+    for limit in ulimits:
+        number = getattr(resource, f"RLIMIT_{limit.name.upper()}")
+        soft = resource.RLIM_INFINITY if limit.soft < 0 else limit.soft
+        hard = resource.RLIM_INFINITY if limit.hard < 0 else limit.hard
+        try:
+            resource.setrlimit(number, (soft, hard))
+        except (OSError, ValueError) as err:
+            current = resource.getrlimit(number)[1]
+            shown = "unlimited" if current == resource.RLIM_INFINITY else current
+            raise SandboxError(f"failed to set ulimit {limit.name}={limit.soft}:{limit.hard} (the hard limit here "
+                               f"is {shown} and only CAP_SYS_RESOURCE may raise it): {err}") from None
+
+
+def keep_all_capabilities(sys, mask: int) -> None:
+    """After the uid change, restore every capability and make them ambient, so that they survive the
+    exec of a non-root user's command too (BuildKit's insecure spec sets all five sets)."""
+    sys.capset(mask, mask, mask)
+    for cap in range(64):
+        if mask & (1 << cap):
+            sys.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap)
 
 
 def lookup_executable(name: str, env: tuple[str, ...]) -> str:
@@ -161,7 +197,11 @@ def exec_command(prepared: Prepared, sys) -> None:
     try:
         sys.setgroups(user.groups)
         sys.setresgid(user.gid, user.gid, user.gid)
+        if prepared.insecure_caps:
+            sys.prctl(PR_SET_KEEPCAPS, 1)
         sys.setresuid(user.uid, user.uid, user.uid)
+        if prepared.insecure_caps:
+            keep_all_capabilities(sys, prepared.insecure_caps)
     except OSError as err:
         raise SandboxError(f"unable to start container process: failed to set user {user.uid}:{user.gid}: "
                            f"{err.strerror}") from None

@@ -1,5 +1,6 @@
-"""The sandbox's own processes: ``python -c 'import builder.sandbox.init as i; i.main()' PLAN STATUS [CONSOLE]``
-(file descriptor numbers; CONSOLE is the unix socket a tty run sends its pty master over).
+"""The sandbox's own processes: ``python -c 'import builder.sandbox.init as i; i.main()' PLAN STATUS [CONSOLE [SECRETS]]``
+(file descriptor numbers; CONSOLE is the unix socket a tty run sends its pty master over, SECRETS a
+memory file with the RUN's secret values).
 
 The parent starts this module with ``subprocess`` (a fresh single-threaded interpreter, so forking
 below is safe even when the build engine runs threads) and three processes follow:
@@ -23,6 +24,7 @@ import sys
 
 from . import status
 from .console import send_master
+from .runmounts import unpack_secrets
 from .container import exec_command, prepare
 from .errors import SandboxError
 from .plan import SandboxPlan
@@ -82,7 +84,7 @@ def _init(plan: SandboxPlan, sys_: Syscalls, fds: "ParentFds", life_fd: int) -> 
         if select.select([life_fd], [], [], 0)[0]:   # readable = EOF = the monitor is already gone
             os._exit(SETUP_FAILED)
         os.close(life_fd)
-        prepared, console = prepare(plan, sys_)
+        prepared, console = prepare(plan, sys_, secret_values=unpack_secrets(fds.secrets))
         if console is not None:
             send_master(fds.console, console)
             os.close(console.master)
@@ -113,12 +115,13 @@ def _init(plan: SandboxPlan, sys_: Syscalls, fds: "ParentFds", life_fd: int) -> 
 
 
 class ParentFds:
-    """The descriptors the parent passed: ``PLAN STATUS [CONSOLE]`` on the command line (-1: none)."""
+    """The descriptors the parent passed: ``PLAN STATUS [CONSOLE [SECRETS]]`` on the command line
+    (-1: none)."""
 
     def __init__(self, argv: list[str]):
-        numbers = [int(a) for a in argv[1:]] + [-1] * 3
-        self.plan, self.status, self.console = numbers[:3]
-        for fd in (self.status, self.console):
+        numbers = [int(a) for a in argv[1:]] + [-1] * 4
+        self.plan, self.status, self.console, self.secrets = numbers[:4]
+        for fd in (self.status, self.console, self.secrets):
             if fd >= 0:
                 os.set_inheritable(fd, False)
 
@@ -142,8 +145,9 @@ def main(argv: list[str] | None = None) -> None:
         os.close(life_w)
         _init(plan, sys_, fds, life_r)
     os.close(life_r)
-    if fds.console >= 0:
-        os.close(fds.console)
+    for fd in (fds.console, fds.secrets):
+        if fd >= 0:
+            os.close(fd)
     status.send(status_fd, init_pid=init_pid)
     _forward_signals(init_pid)
     _, wait_status = os.waitpid(init_pid, 0)

@@ -46,21 +46,25 @@ class OverlayPlan:
     links: tuple[tuple[str, str], ...] = ()
 
 
-def plan_overlay(lowers: list[str] | tuple[str, ...], upper: str, work: str, links_dir: str,
+def plan_overlay(lowers: list[str] | tuple[str, ...], upper: str | None, work: str | None, links_dir: str,
                  extra: tuple[str, ...] = (), limit: int = _MOUNT_DATA_LIMIT) -> OverlayPlan:
-    """Options for an overlay of ``lowers`` (top first) with ``upper``/``work``."""
+    """Options for an overlay of ``lowers`` (top first) with ``upper``/``work`` (``None``: a read-only
+    overlay, which needs two lowers at least)."""
     if not lowers:
         raise SandboxError("an overlay needs at least one lower directory")
     if len(lowers) > MAX_LOWER_LAYERS:
         raise SandboxError(f"too many layers for overlayfs: {len(lowers)} (at most {MAX_LOWER_LAYERS})")
     tail = "".join(f",{opt}" for opt in extra)
-    direct = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}{tail}"
-    if len(direct) <= limit and not any(ch in p for p in (*lowers, upper, work) for ch in _SPECIAL):
+    writable = [p for p in (upper, work) if p is not None]
+    rw = f",upperdir={upper},workdir={work}" if upper is not None else ""
+    direct = f"lowerdir={':'.join(lowers)}{rw}{tail}"
+    if len(direct) <= limit and not any(ch in p for p in (*lowers, *writable) for ch in _SPECIAL):
         return OverlayPlan(direct)
     links = [(_link_name(i), lower) for i, lower in enumerate(lowers)]
     names = ":".join(name for name, _ in links)
-    links += [("U", upper), ("W", work)]          # upper case: never a layer's base-36 name
-    options = f"lowerdir={names},upperdir=U,workdir=W{tail}"
+    if upper is not None:
+        links += [("U", upper), ("W", work)]          # upper case: never a layer's base-36 name
+    options = f"lowerdir={names}" + (",upperdir=U,workdir=W" if upper is not None else "") + tail
     if len(options) > limit:
         raise SandboxError(f"overlay options too long even with short layer names ({len(options)} bytes)")
     return OverlayPlan(options, links_dir, tuple(links))

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 from . import status
 from .console import ready, receive_master
@@ -32,6 +32,7 @@ from .etcfiles import hosts_file, resolv_conf
 from .overlay import create_links, kernel_feature_options, plan_overlay
 from .paths import read_stub_record
 from .plan import SandboxPlan
+from .runmounts import pack_secrets
 from .rootfs import make_stub_layer
 from .spec import RunLayout, RunSpec
 
@@ -93,6 +94,7 @@ def _prepare_scratch(spec: RunSpec) -> tuple[SandboxPlan, str]:
     try:
         layout = RunLayout(scratch)
         os.mkdir(layout.rootfs, 0o755)
+        os.mkdir(layout.mounts, 0o700)
         for path, text in ((layout.hosts, hosts_file(spec.hostname, spec.extra_hosts)),
                            (layout.resolv, resolv_conf(spec.network))):
             with open(path, "w", encoding="utf-8") as fh:
@@ -273,7 +275,7 @@ def _result(spec: RunSpec, streams: _Streams, returncode: int, started: float) -
 
 
 def run(spec: RunSpec, *, on_output: OutputCallback | None = None, stdin_data: bytes | None = None,
-        on_console: ConsoleCallback | None = None) -> RunResult:
+        on_console: ConsoleCallback | None = None, secrets: Mapping[str, bytes] | None = None) -> RunResult:
     """Run ``spec`` to completion.
 
     Output of piped streams goes to ``on_output(stream_name, chunk)`` as it arrives, or is collected
@@ -281,8 +283,13 @@ def run(spec: RunSpec, *, on_output: OutputCallback | None = None, stdin_data: b
     ``spec.tty`` the sandbox opens a pty of its own devpts (the command's stdin, stdout, stderr and
     controlling terminal, /dev/pts/0 inside) and ``on_console(master_fd)`` is called with its master
     before the command starts: the callback owns the fd and moves the bytes (see ``terminal``).
+    ``secrets`` holds the value of every ``spec.secrets`` id: they reach the sandbox through an
+    anonymous memory file, never through the plan or any other file.
     Raises ``SandboxError`` when the command could not be started; a command that fails is a result.
     """
+    missing = sorted({m.id for m in spec.secrets} - set(secrets or {}))
+    if missing:
+        raise SandboxError(f"no value given for secret {missing[0]!r}")
     if spec.tty != (on_console is not None):
         raise SandboxError("a tty run needs an on_console callback (it receives the pty master), and only a "
                            "tty run takes one")
@@ -293,18 +300,22 @@ def run(spec: RunSpec, *, on_output: OutputCallback | None = None, stdin_data: b
     status_r, status_w = os.pipe()
     plan_fd = os.open(plan.layout.plan, os.O_RDONLY | os.O_CLOEXEC)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) if spec.tty else (None, None)
+    secrets_fd = -1
     try:
+        if spec.secrets:
+            secrets_fd = pack_secrets({m.id: bytes(secrets[m.id]) for m in spec.secrets})
         if spec.tty:
             stdin, stdout, stderr = subprocess.DEVNULL, subprocess.DEVNULL, None
         else:
             stdin = {"null": subprocess.DEVNULL, "inherit": None, "pipe": subprocess.PIPE}[spec.stdin]
             stdout = {"inherit": None, "pipe": subprocess.PIPE}[spec.stdout]
             stderr = {"inherit": None, "pipe": subprocess.PIPE, "stdout": subprocess.STDOUT}[spec.stderr]
-        extra = (theirs.fileno(),) if theirs is not None else ()
+        extra = (theirs.fileno() if theirs is not None else -1, secrets_fd)
         proc = subprocess.Popen(
             [sys.executable, "-I", "-S", *_bytecode_options(), "-c", _BOOT, str(plan_fd), str(status_w),
              *map(str, extra)],
-            stdin=stdin, stdout=stdout, stderr=stderr, pass_fds=(plan_fd, status_w, *extra), cwd="/",
+            stdin=stdin, stdout=stdout, stderr=stderr, pass_fds=(plan_fd, status_w, *(f for f in extra if f >= 0)),
+            cwd="/",
             env={"PYBUILD_SANDBOX_PATH": _PACKAGE_ROOT}, process_group=0)
         os.close(status_w)
         status_w = -1
@@ -315,9 +326,11 @@ def run(spec: RunSpec, *, on_output: OutputCallback | None = None, stdin_data: b
         returncode = proc.wait()
     except BaseException:
         _kill(proc, streams)
-        _cleanup(plan, scratch, streams, proc, (status_r, status_w, plan_fd), quiet=True, sockets=(ours, theirs))
+        _cleanup(plan, scratch, streams, proc, (status_r, status_w, plan_fd, secrets_fd), quiet=True,
+                 sockets=(ours, theirs))
         raise
-    _cleanup(plan, scratch, streams, proc, (status_r, status_w, plan_fd), quiet=False, sockets=(ours, theirs))
+    _cleanup(plan, scratch, streams, proc, (status_r, status_w, plan_fd, secrets_fd), quiet=False,
+             sockets=(ours, theirs))
     return _result(spec, streams, returncode, started)
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from . import overlay as _overlay
 from .paths import StubRecorder
+from .runmounts import mount_all
 from .spec import RunLayout, RunSpec
 from .syscalls import (MNT_DETACH, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC,
                        MS_REMOUNT, MS_SLAVE, MS_STRICTATIME)
@@ -28,6 +29,8 @@ MASKED_PATHS = ("/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/pro
                 "/sys/devices/virtual/powercap")
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+# BuildKit's insecure mode adds these (when the host has them) and every loop device.
+INSECURE_DEVICES = ("kmsg", "cuse", "fuse", "kvm", "net/tun", "loop-control")
 DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
              ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx"))
 _SAFE = MS_NOSUID | MS_NOEXEC | MS_NODEV
@@ -47,6 +50,7 @@ class HostView:
     """What the mount plan needs to know about the host: its device nodes and cgroup hierarchies."""
 
     devices: tuple[str, ...] = DEVICES
+    insecure_devices: tuple[str, ...] = ()
     cgroups: tuple[CgroupMount, ...] = ()
     cgroup_links: tuple[tuple[str, str], ...] = ()
 
@@ -61,6 +65,8 @@ def make_stub_layer(spec: RunSpec, layout: RunLayout) -> None:
     targets = [(t, False) for t in ("/etc/hosts", "/etc/resolv.conf")]
     targets += [(b.target, os.path.isdir(b.source)) for b in spec.binds]
     targets += [(t.target, True) for t in spec.tmpfs]
+    targets += [(o.target, o.is_dir) for o in spec.overlays]
+    targets += [(x.target, False) for x in spec.secrets if x.target]
     for target, is_dir in targets:
         path = os.path.join(root, os.path.normpath(target).lstrip("/"))
         if path == root or os.path.lexists(path):
@@ -76,8 +82,17 @@ def make_stub_layer(spec: RunSpec, layout: RunLayout) -> None:
 def read_host_view(proc: str = "/proc", dev: str = "/dev") -> HostView:
     """The host's device nodes and the cgroup directories of the calling process."""
     devices = tuple(d for d in DEVICES if os.path.exists(os.path.join(dev, d)))
+    insecure = tuple(d for d in INSECURE_DEVICES + _loop_devices(dev) if os.path.exists(os.path.join(dev, d)))
     cgroups, links = _cgroup_view(proc)
-    return HostView(devices, cgroups, links)
+    return HostView(devices, insecure, cgroups, links)
+
+
+def _loop_devices(dev: str) -> tuple[str, ...]:
+    try:
+        return tuple(sorted((n for n in os.listdir(dev) if n.startswith("loop") and n[4:].isdigit()),
+                            key=lambda n: int(n[4:])))
+    except OSError:
+        return ()
 
 
 def _unescape(field: str) -> str:
@@ -139,17 +154,19 @@ def _bind_readonly(sys, source: str, target: str, extra: int = 0) -> None:
     sys.mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | extra | sys.mount_flags(target))
 
 
-def mount_dev(sys, dev: str, host: HostView) -> None:
+def mount_dev(sys, dev: str, host: HostView, shm_size: int = 64 << 20, insecure: bool = False) -> None:
     sys.mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k")
-    for name in host.devices:
+    devices = host.devices + (tuple(d for d in host.insecure_devices if d not in host.devices) if insecure else ())
+    for name in devices:
         node = os.path.join(dev, name)
+        os.makedirs(os.path.dirname(node), mode=0o755, exist_ok=True)
         _touch(node)
         sys.mount(f"/dev/{name}", node, None, MS_BIND)
     _mkdir(os.path.join(dev, "pts"))
     sys.mount("devpts", os.path.join(dev, "pts"), "devpts", MS_NOSUID | MS_NOEXEC,
               "newinstance,ptmxmode=0666,mode=0620,gid=5")
     _mkdir(os.path.join(dev, "shm"))
-    sys.mount("shm", os.path.join(dev, "shm"), "tmpfs", _SAFE, "mode=1777,size=65536k")
+    sys.mount("shm", os.path.join(dev, "shm"), "tmpfs", _SAFE, f"mode=1777,size={_size_option(shm_size)}")
     _mkdir(os.path.join(dev, "mqueue"))
     sys.mount("mqueue", os.path.join(dev, "mqueue"), "mqueue", _SAFE)
     for name, target in DEV_LINKS:
@@ -158,14 +175,22 @@ def mount_dev(sys, dev: str, host: HostView) -> None:
             os.symlink(target, link)
 
 
-def mount_sys(sys, sysdir: str, host: HostView) -> None:
-    sys.mount("sysfs", sysdir, "sysfs", _SAFE | MS_RDONLY)
+def _size_option(size: int) -> str:
+    return f"{size // 1024}k" if size % 1024 == 0 else str(size)
+
+
+def mount_sys(sys, sysdir: str, host: HostView, writable: bool = False) -> None:
+    """A read-only /sys with read-only cgroups (``writable``: both writable, BuildKit's insecure mode)."""
+    sys.mount("sysfs", sysdir, "sysfs", _SAFE | (0 if writable else MS_RDONLY))
     if not host.cgroups:
         return
     cgroot = os.path.join(sysdir, "fs", "cgroup")
     single = next((c for c in host.cgroups if c.name == ""), None)
     if single is not None:
-        _bind_readonly(sys, single.source, cgroot, _SAFE)
+        if writable:
+            sys.mount(single.source, cgroot, None, MS_BIND | MS_REC)
+        else:
+            _bind_readonly(sys, single.source, cgroot, _SAFE)
         return
     sys.mount("tmpfs", cgroot, "tmpfs", _SAFE, "mode=755")
     for cg in host.cgroups:
@@ -196,28 +221,22 @@ def mount_proc_protections(sys, root: str) -> None:
 
 
 def prepare_rootfs(sys, spec: RunSpec, layout: RunLayout, plan: "_overlay.OverlayPlan",
-                   host: HostView) -> list[str]:
+                   host: HostView, secret_values: dict[str, bytes] | None = None) -> list[str]:
     """Mount everything a RUN sees under ``layout.rootfs``; returns the mount stubs it had to create."""
     root = layout.rootfs
+    insecure = spec.security == "insecure"
     sys.mount(None, "/", None, MS_REC | MS_PRIVATE)
     _overlay.mount_overlay(sys, plan, root)
     stubs = StubRecorder(root, layout.stub_record)
 
     sys.mount("proc", stubs.ensure("/proc", True), "proc", _SAFE)
-    mount_dev(sys, stubs.ensure("/dev", True), host)
-    mount_sys(sys, stubs.ensure("/sys", True), host)
+    mount_dev(sys, stubs.ensure("/dev", True), host, spec.shm_size, insecure)
+    mount_sys(sys, stubs.ensure("/sys", True), host, writable=insecure)
     for generated, target in ((layout.hosts, "/etc/hosts"), (layout.resolv, "/etc/resolv.conf")):
         _bind_readonly(sys, generated, stubs.ensure(target, False), _SAFE)
-    for bind in spec.binds:
-        target = stubs.ensure(bind.target, os.path.isdir(bind.source))
-        if bind.readonly:
-            _bind_readonly(sys, bind.source, target)
-        else:
-            sys.mount(bind.source, target, None, MS_BIND | MS_REC)
-    for tmp in spec.tmpfs:
-        data = f"mode={tmp.mode:o}" + (f",size={tmp.size}" if tmp.size else "")
-        sys.mount("tmpfs", stubs.ensure(tmp.target, True), "tmpfs", MS_NOSUID | MS_NODEV, data)
-    mount_proc_protections(sys, root)
+    mount_all(sys, spec, layout, stubs, secret_values or {})
+    if not insecure:                # BuildKit's insecure mode drops the masked and read-only paths
+        mount_proc_protections(sys, root)
     return stubs.created
 
 

@@ -15,6 +15,8 @@ from .errors import SandboxError
 DEFAULT_HOSTNAME = "buildkitsandbox"
 DEFAULT_SHELL = ("/bin/sh", "-c")
 NETWORK_MODES = ("host", "none")
+SECURITY_MODES = ("sandbox", "insecure")
+DEFAULT_SHM_SIZE = 64 << 20
 STDIN_MODES = ("null", "inherit", "pipe")
 OUTPUT_MODES = ("inherit", "pipe")
 STDERR_MODES = ("inherit", "pipe", "stdout")
@@ -45,11 +47,86 @@ class TmpfsMount:
     target: str
     size: int = 0
     mode: int = 0o1777
+    readonly: bool = False
 
     def __post_init__(self):
         _absolute("tmpfs target", self.target)
         if self.size < 0:
             raise SandboxError(f"tmpfs size must not be negative: {self.size}")
+
+
+@dataclass(frozen=True, slots=True)
+class OverlayMount:
+    """A merged view of host directories at ``target``: ``lower_dirs`` top first (a stage's or an
+    image's layer snapshots, or a context directory), with ``hidden`` paths (relative, '/'-separated:
+    what .dockerignore excludes) whited out.  ``subpath`` picks a directory or file inside the view,
+    its symlinks resolved inside the view.  Read-only, or writable into a throwaway upper dir that
+    goes with the sandbox's scratch directory (``RUN --mount=type=bind,rw``).  ``is_dir``: what
+    ``subpath`` is, so the mount point can be made before the sandbox starts."""
+
+    lower_dirs: tuple[str, ...]
+    target: str
+    subpath: str = ""
+    readonly: bool = True
+    hidden: tuple[str, ...] = ()
+    is_dir: bool = True
+
+    def __post_init__(self):
+        for name in ("lower_dirs", "hidden"):
+            if not isinstance(getattr(self, name), tuple):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+        if not self.lower_dirs:
+            raise SandboxError("an overlay mount needs at least one lower directory")
+        for path in self.lower_dirs:
+            _absolute("overlay mount lower dir", path)
+        _absolute("overlay mount target", self.target)
+        for rel in self.hidden:
+            if rel.startswith("/") or not rel or ".." in rel.split("/") or "\0" in rel:
+                raise SandboxError(f"invalid hidden path {rel!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class SecretMount:
+    """A secret the command sees as a file at ``target`` (``""``: none) and/or in env var ``env``.
+
+    The value is not part of the spec (specs are written to disk): ``run`` takes the values
+    separately, by ``id``, and hands them to the sandbox through an anonymous memory file.  Inside,
+    the file lives on a tmpfs of the sandbox's own mount namespace, bound read-only at ``target``."""
+
+    id: str
+    target: str = ""
+    env: str = ""
+    uid: int = 0
+    gid: int = 0
+    mode: int = 0o400
+
+    def __post_init__(self):
+        if not self.target and not self.env:
+            raise SandboxError(f"secret {self.id!r} needs a target or an env name")
+        if self.target:
+            _absolute("secret target", self.target)
+        if self.env and ("=" in self.env or "\0" in self.env):
+            raise SandboxError(f"invalid secret env name {self.env!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Ulimit:
+    """One resource limit (``--ulimit nofile=1024:2048``): the RLIMIT name without prefix, soft, hard
+    (-1: unlimited)."""
+
+    name: str
+    soft: int
+    hard: int
+
+    def __post_init__(self):
+        if self.name not in ULIMIT_NAMES:
+            raise SandboxError(f"invalid ulimit type: {self.name}")
+        if self.hard != -1 and (self.soft == -1 or self.soft > self.hard):
+            raise SandboxError(f"ulimit soft limit must be less than or equal to hard limit: {self.soft} > {self.hard}")
+
+
+ULIMIT_NAMES = ("as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
+                "rss", "rtprio", "rttime", "sigpending", "stack")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +171,12 @@ class RunSpec:
     network: str = "host"
     binds: tuple[BindMount, ...] = ()
     tmpfs: tuple[TmpfsMount, ...] = ()
+    overlays: tuple[OverlayMount, ...] = ()
+    secrets: tuple[SecretMount, ...] = ()
     extra_hosts: tuple[HostEntry, ...] = ()
+    security: str = "sandbox"
+    shm_size: int = DEFAULT_SHM_SIZE
+    ulimits: tuple[Ulimit, ...] = ()
     stdin: str = "null"
     stdout: str = "pipe"
     stderr: str = "pipe"
@@ -102,7 +184,7 @@ class RunSpec:
     tty: bool = False
 
     def __post_init__(self):
-        for name in ("argv", "lower_dirs", "env", "binds", "tmpfs", "extra_hosts"):
+        for name in ("argv", "lower_dirs", "env", "binds", "tmpfs", "overlays", "secrets", "extra_hosts", "ulimits"):
             value = getattr(self, name)
             if not isinstance(value, tuple):
                 object.__setattr__(self, name, tuple(value))
@@ -121,6 +203,12 @@ class RunSpec:
             if "\0" in item:
                 raise SandboxError("environment entries must not contain NUL bytes")
         _choice("network mode", self.network, NETWORK_MODES)
+        _choice("security mode", self.security, SECURITY_MODES)
+        if self.shm_size <= 0:
+            raise SandboxError(f"invalid shm size {self.shm_size}: want a positive number of bytes")
+        targets = [t for t in self.mount_targets if t not in ("/etc/hosts", "/etc/resolv.conf")]
+        if len({os.path.normpath(t) for t in targets}) != len(targets):
+            raise SandboxError("two mounts have the same target")
         _choice("stdin", self.stdin, STDIN_MODES)
         _choice("stdout", self.stdout, OUTPUT_MODES)
         _choice("stderr", self.stderr, STDERR_MODES)
@@ -132,7 +220,8 @@ class RunSpec:
     @property
     def mount_targets(self) -> tuple[str, ...]:
         """Paths inside the rootfs that something is mounted on (besides /proc, /dev, /sys)."""
-        return ("/etc/hosts", "/etc/resolv.conf", *(b.target for b in self.binds), *(t.target for t in self.tmpfs))
+        return ("/etc/hosts", "/etc/resolv.conf", *(b.target for b in self.binds), *(t.target for t in self.tmpfs),
+                *(o.target for o in self.overlays), *(s.target for s in self.secrets if s.target))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -143,6 +232,9 @@ class RunSpec:
         values = {k: v for k, v in data.items() if k in known}
         values["binds"] = tuple(BindMount(**b) for b in values.get("binds", ()))
         values["tmpfs"] = tuple(TmpfsMount(**t) for t in values.get("tmpfs", ()))
+        values["overlays"] = tuple(OverlayMount(**o) for o in values.get("overlays", ()))
+        values["secrets"] = tuple(SecretMount(**x) for x in values.get("secrets", ()))
+        values["ulimits"] = tuple(Ulimit(**u) for u in values.get("ulimits", ()))
         values["extra_hosts"] = tuple(HostEntry(**h) for h in values.get("extra_hosts", ()))
         return cls(**values)
 
@@ -164,10 +256,11 @@ class RunLayout:
     resolv: str = field(default="")
     plan: str = field(default="")
     stub_record: str = field(default="")
+    mounts: str = field(default="")   # overlay mount points, throwaway uppers, whiteout layers, secrets tmpfs
 
     def __post_init__(self):
         defaults = {"rootfs": "rootfs", "stubs": "stubs", "links": "l", "hosts": "hosts",
-                    "resolv": "resolv.conf", "plan": "plan.json", "stub_record": "created-stubs"}
+                    "resolv": "resolv.conf", "plan": "plan.json", "stub_record": "created-stubs", "mounts": "m"}
         for name, leaf in defaults.items():
             if not getattr(self, name):
                 object.__setattr__(self, name, os.path.join(self.scratch, leaf))
@@ -185,5 +278,5 @@ def _choice(what: str, value: str, allowed: tuple[str, ...]) -> None:
         raise SandboxError(f"invalid {what} {value!r}: want one of {', '.join(allowed)}")
 
 
-__all__ = ["RunSpec", "RunLayout", "BindMount", "TmpfsMount", "HostEntry", "shell_argv", "DEFAULT_HOSTNAME",
+__all__ = ["RunSpec", "RunLayout", "BindMount", "TmpfsMount", "OverlayMount", "SecretMount", "Ulimit", "HostEntry", "shell_argv", "DEFAULT_HOSTNAME",
            "DEFAULT_SHELL"]

@@ -56,6 +56,14 @@ class ExecOptions:
     on_event: Callable[[StepEvent], None] = field(default=lambda event: None)
     # set when another stage failed or the build was interrupted: stages stop at their next step
     cancel: threading.Event = field(default_factory=threading.Event)
+    # RUN: --secret / --ssh sources by id (runmounts.SecretSource / SSHSource), --allow entitlements,
+    # --add-host (sandbox.HostEntry), --ulimit (sandbox.Ulimit), --shm-size in bytes (None: 64 MiB)
+    secrets: dict = field(default_factory=dict)
+    ssh: dict = field(default_factory=dict)
+    allow: frozenset = frozenset()
+    extra_hosts: tuple = ()
+    ulimits: tuple = ()
+    shm_size: int | None = None
 
 
 def _digest_json(value) -> str:
@@ -144,7 +152,7 @@ class StageExecutor:
     def _located(self, instruction):
         """A step's own errors (a missing COPY source, an unknown --chown user) name the Dockerfile line."""
         from ..errors import DockerfileError
-        from .fileops import CopyError
+        from .copyerror import CopyError
 
         try:
             yield
@@ -164,11 +172,54 @@ class StageExecutor:
             inputs["env"] = _digest_json({"env": list(config.config.env), "user": config.config.user,
                                           "workdir": config.config.working_dir, "argv": list(step.argv),
                                           "network": self._network(instruction)})
+        if type(instruction) is ins.RunInstruction:
+            inputs.update(self._run_inputs(instruction))
         if type(instruction) in (ins.CopyInstruction, ins.AddInstruction):
             from .context import source_digest
 
-            inputs["sources"] = source_digest(self.context_dir, instruction, self.store.root, self.reads)
+            inputs["sources"] = source_digest(instruction, tree_for=self._tree, cache=self._stat_cache(),
+                                              reads=self.reads, url_digest=self._url_digest)
         return inputs
+
+    # -- what COPY/ADD read -------------------------------------------------------------------------
+
+    def _tree(self, name: str):
+        """The SourceTree of a COPY's ``--from`` (``""``: the build context); errors name the line."""
+        from .copyerror import CopyError
+
+        if self.sources is None:
+            from .sources import DirectoryTree
+
+            if name or self.context_dir is None:
+                raise CopyError(f"no source named {name!r}" if name else "this build has no context")
+            return DirectoryTree(self.context_dir, description="build context")
+        try:
+            return self.sources.tree(name)
+        except CopyError:
+            raise
+        except PybuildError as err:
+            raise CopyError(err.message) from None
+
+    def _stat_cache(self):
+        """One stat cache per build (loaded once, however many COPY steps read the context)."""
+        cache = getattr(self, "_stat_cache_obj", None)
+        if cache is None:
+            from .context import StatCache
+
+            cache = self._stat_cache_obj = StatCache(self.store.root)
+        return cache
+
+    def _staging(self) -> str:
+        return str(self.store.prepare_snapshot())
+
+    def _url_digest(self, url: str) -> str:
+        from .addsources import download
+
+        work = self._staging()
+        try:
+            return download(url, work)[1]
+        finally:
+            self.store.abort_snapshot(work)
 
     def _network(self, instruction) -> str:
         wanted = getattr(instruction, "network", "default")
@@ -191,15 +242,17 @@ class StageExecutor:
                 make_workdir(self._lowers(config), upper, step.workdir or config.config.working_dir,
                              config.config.user)
             elif kind in (ins.CopyInstruction, ins.AddInstruction):
-                from .fileops import TRANSFER, copy_into
+                from .copyops import TRANSFER
+                from .copystep import CopyStep, run_copy
 
                 def transferred(count: int) -> None:
                     self.options.on_event(replace(event, status="transfer", transferred=count))
 
                 token = TRANSFER.set(transferred)
                 try:
-                    copy_into(self.context_dir, self._lowers(config), upper, step.instruction,
-                              config.config.working_dir or "/", source_date_epoch=self.options.source_date_epoch)
+                    run_copy(CopyStep(step.instruction, self._lowers(config), upper, config.config.working_dir or "/",
+                                      tree_for=self._tree, staging=self._staging,
+                                      release=self.store.abort_snapshot))
                 finally:
                     TRANSFER.reset(token)
             else:
@@ -209,35 +262,75 @@ class StageExecutor:
             raise
         return capture_layer(self.store, upper, source_date_epoch=self.options.source_date_epoch)
 
-    def _run(self, step: StepPlan, config, instruction, upper: str, event: StepEvent) -> None:
-        from ..sandbox import RunSpec, run
+    # -- RUN ----------------------------------------------------------------------------------------
 
-        where = f"{self.dockerfile.filename}:{instruction.node.start_line}"
-        if step.instruction.mounts:
-            raise BuildError(f"{where}: RUN --mount is not supported yet (it comes with part two of the build "
-                             "engine); the step was not run")
-        if step.instruction.security == "insecure":
-            raise BuildError(f"{where}: RUN --security=insecure is not supported yet")
-        if step.instruction.devices:
-            raise BuildError(f"{where}: device feature is only supported in Dockerfile frontend 1.14.0-labs or later")
+    @contextmanager
+    def _run_located(self, instruction):
+        """RUN --mount / entitlement errors name the Dockerfile line."""
+        from ..errors import DockerfileError
+        from .runmounts import MountError
+
+        try:
+            yield
+        except MountError as err:
+            located = DockerfileError(err.message, instruction.span, filename=self.dockerfile.filename)
+            raise located.with_source(self.dockerfile.filename, self.dockerfile.tree.source_lines) from None
+
+    def _run_inputs(self, instruction) -> dict:
+        """Checked for every RUN, cached or not (BuildKit checks entitlements when it loads the graph):
+        the entitlements its --network/--security need; then the cache-key inputs of its mounts (the
+        content of bind sources) and of the build's RUN options.  Never a secret's or a cache's content."""
+        from .runmounts import MountError, bind_inputs
+
+        with self._run_located(instruction):
+            if instruction.network == "host" and "network.host" not in self.options.allow:
+                raise MountError("network.host is not allowed (pass --allow network.host to the build)")
+            if instruction.security == "insecure" and "security.insecure" not in self.options.allow:
+                raise MountError("security.insecure is not allowed (pass --allow security.insecure to the build)")
+            if instruction.devices:
+                raise MountError("device feature is only supported in Dockerfile frontend 1.14.0-labs or later")
+            inputs = bind_inputs(instruction.mounts, sources=self.sources, store=self.store, reads=self.reads) \
+                if instruction.mounts else {}
+        o = self.options
+        if o.extra_hosts or o.ulimits or o.shm_size:
+            inputs["runopts"] = _digest_json({"hosts": [[h.name, h.ip] for h in o.extra_hosts],
+                                              "ulimits": [[u.name, u.soft, u.hard] for u in o.ulimits],
+                                              "shm": o.shm_size})
+        return inputs
+
+    def _run(self, step: StepPlan, config, instruction, upper: str, event: StepEvent) -> None:
+        from contextlib import ExitStack
+
+        from ..sandbox import RunSpec, run
+        from ..sandbox.spec import DEFAULT_SHM_SIZE
+        from . import runmounts
 
         work = str(self.store.prepare_snapshot())
         try:
-            vars_env = step.state.vars.env
-            env = tuple(f"{k}={v}" for k, v in vars_env.items()) if hasattr(vars_env, "items") else ()
-            network = self._network(step.instruction)
-            spec = RunSpec(argv=tuple(step.argv), lower_dirs=self._lowers(config), upper_dir=upper, work_dir=work,
-                           env=env, cwd=config.config.working_dir or "/", user=config.config.user,
-                           network="none" if network == "none" else "host", stdout="pipe", stderr="stdout")
-            tail: list[bytes] = []
+            with ExitStack() as stack, self._run_located(instruction):
+                vars_env = step.state.vars.env
+                env = tuple(f"{k}={v}" for k, v in vars_env.items()) if hasattr(vars_env, "items") else ()
+                workdir = config.config.working_dir or "/"
+                mounts = runmounts.prepare(step.instruction.mounts, workdir=workdir, env=env, sources=self.sources,
+                                           store=self.store, secrets=self.options.secrets, ssh=self.options.ssh,
+                                           stack=stack, cancelled=self.options.cancel.is_set)
+                network = self._network(step.instruction)
+                spec = RunSpec(argv=tuple(step.argv), lower_dirs=self._lowers(config), upper_dir=upper, work_dir=work,
+                               env=env + tuple(mounts.env), cwd=workdir, user=config.config.user,
+                               network="none" if network == "none" else "host", stdout="pipe", stderr="stdout",
+                               binds=mounts.binds, tmpfs=mounts.tmpfs, overlays=mounts.overlays,
+                               secrets=mounts.secrets, security=step.instruction.security or "sandbox",
+                               extra_hosts=self.options.extra_hosts, ulimits=self.options.ulimits,
+                               shm_size=self.options.shm_size or DEFAULT_SHM_SIZE)
+                tail: list[bytes] = []
 
-            def on_output(stream: str, chunk: bytes) -> None:
-                tail.append(chunk)
-                if len(tail) > 64:
-                    del tail[:-64]
-                self.options.on_event(replace(event, status="output", output=chunk))
+                def on_output(stream: str, chunk: bytes) -> None:
+                    tail.append(chunk)
+                    if len(tail) > 64:
+                        del tail[:-64]
+                    self.options.on_event(replace(event, status="output", output=chunk))
 
-            result = run(spec, on_output=on_output)
+                result = run(spec, on_output=on_output, secrets=mounts.secret_values)
         finally:
             self.store.abort_snapshot(work)
         if result.exit_code != 0:

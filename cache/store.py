@@ -47,6 +47,7 @@ class Store:
         self._images = ImageStore(self.layout, self.locks, self._blobs, self._layers, self._records, self._retain)
         self._tags = TagStore(self.layout, self.locks, self._records, self._images.require)
         self.build_cache = BuildCache(self.root, self.layout.tmp)
+        self._cache_mounts = None
         if sweep:
             self.sweep_temp()
 
@@ -202,6 +203,15 @@ class Store:
             active = list(self._active)
         for lease in active:
             lease.add_locked([ref])
+
+    @property
+    def cache_mounts(self):
+        """The directories of ``RUN --mount=type=cache`` (``cache.cachemounts.CacheMounts``)."""
+        if self._cache_mounts is None:
+            from .cachemounts import CacheMounts
+
+            self._cache_mounts = CacheMounts(self.root, self.layout.tmp)
+        return self._cache_mounts
 
     # -- maintenance -----------------------------------------------------------------------------
 

@@ -187,6 +187,8 @@ def _remember(store, request: BuildRequest, image_id: str, bases: dict, reads: l
     options = request.options
     if options.no_cache or options.no_cache_filter or request.context_dir is None:
         return
+    if options.secrets or options.ssh or options.allow or options.extra_hosts or options.ulimits or options.shm_size:
+        return  # RUN flags are not in the memo's request key (the fast path never takes them either)
     key = memo.request_key(dockerfile_path=request.filename,
                            dockerfile_digest=hashlib.sha256(request.dockerfile).hexdigest(),
                            context=request.context_dir, build_args=request.build_args, target=request.target,

@@ -9,9 +9,11 @@ import time
 import click
 
 from . import build_args_from, main
+from .run_flags import run_flag_options, run_options
 
 BUILD_FLAGS = ("-t", "--tag", "-f", "--file", "--build-arg", "--label", "--network", "--no-cache", "--progress",
-               "-q", "--quiet", "--iidfile", "--target", "--no-cache-filter", "--metadata-file")
+               "-q", "--quiet", "--iidfile", "--target", "--no-cache-filter", "--metadata-file",
+               "--secret", "--ssh", "--allow", "--add-host", "--ulimit", "--shm-size")   # RUN flags (run_flags.py)
 
 
 class _Progress:
@@ -81,9 +83,10 @@ class _Progress:
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image ID.")
 @click.option("--iidfile", default=None, help="Write the image ID to this file.")
 @click.option("--metadata-file", default=None, help="Write build result metadata (JSON) to this file.")
+@run_flag_options
 @click.pass_context
 def build_command(ctx, context, tags, dockerfile, build_args, labels, network, no_cache, no_cache_filter, target,
-                  progress, quiet, iidfile, metadata_file):
+                  progress, quiet, iidfile, metadata_file, **run_flags):
     """Build an image from a Dockerfile."""
     from cache import Store
 
@@ -109,7 +112,7 @@ def build_command(ctx, context, tags, dockerfile, build_args, labels, network, n
     options = ExecOptions(no_cache=no_cache, no_cache_filter=tuple(no_cache_filter),
                           network="host" if network == "default" else network,
                           source_date_epoch=source_date_epoch({k: v for k, v in args.items() if v}),
-                          on_event=_Progress(progress, quiet))
+                          on_event=_Progress(progress, quiet), **run_options(**run_flags))
     request = BuildRequest(data, path, context,
                            tuple(tags), {k: v for k, v in args.items() if v is not None}, target, label_map, options)
     store = Store.open((ctx.find_root().obj or {}).get("root"))

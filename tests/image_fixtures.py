@@ -129,6 +129,50 @@ def busybox_tar(tmp_path_factory) -> Path:
 
 
 # ----------------------------------------------------------------------------------------------
+# Debian (bookworm + gcc), for builds that compile
+
+
+DEBIAN_GCC_PACKAGES = ("gcc", "libc6-dev")
+DEBIAN_GCC_IMAGE = "debian-gcc:bookworm"
+# Kept between runs where the machine keeps it (CI machines that are reused, developers' machines);
+# PYBUILD_TEST_CACHE moves it.
+TEST_CACHE = Path(os.environ.get("PYBUILD_TEST_CACHE", "/var/cache/pybuild-tests"))
+
+
+def _debian_cache_key(packages: tuple) -> str:
+    import hashlib
+
+    digest = hashlib.sha256((REPO / "bin" / "debian-rootfs").read_bytes())
+    digest.update("\0".join(packages).encode())
+    return digest.hexdigest()[:16]
+
+
+@pytest.fixture(scope="session")
+def debian_gcc_tar(tmp_path_factory) -> Path:
+    """A Debian bookworm rootfs tarball with gcc and libc6-dev, made by ``bin/debian-rootfs`` (mmdebstrap
+    from this machine's Debian mirror, ~30 s) once, then reused from TEST_CACHE while the script and
+    the package list stay the same (the key is their hash)."""
+    name = f"debian-gcc-bookworm-{_debian_cache_key(DEBIAN_GCC_PACKAGES)}.tar"
+    try:
+        TEST_CACHE.mkdir(parents=True, exist_ok=True)
+        cached = TEST_CACHE / name
+        probe = TEST_CACHE / f".probe-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError:  # no writable cache here: make it for this run only
+        cached = tmp_path_factory.mktemp("debian") / name
+    if not cached.exists():
+        run(str(REPO / "bin" / "debian-rootfs"), str(cached), *DEBIAN_GCC_PACKAGES, timeout=1200)
+    assert cached.stat().st_size > 50_000_000
+    return cached
+
+
+def import_debian_gcc(root, debian_gcc_tar: Path) -> str:
+    """Import the Debian tarball into the store at ``root`` as ``debian-gcc:bookworm``; its image ID."""
+    return ok(pb(root, "import", str(debian_gcc_tar), DEBIAN_GCC_IMAGE, env={"SOURCE_DATE_EPOCH": str(EPOCH)})).strip()
+
+
+# ----------------------------------------------------------------------------------------------
 # docker daemon
 
 

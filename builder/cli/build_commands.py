@@ -13,6 +13,7 @@ from .run_flags import run_flag_options, run_options
 
 BUILD_FLAGS = ("-t", "--tag", "-f", "--file", "--build-arg", "--label", "--network", "--no-cache", "--progress",
                "-q", "--quiet", "--iidfile", "--target", "--no-cache-filter", "--metadata-file",
+               "-o", "--output", "--platform",
                "--secret", "--ssh", "--allow", "--add-host", "--ulimit", "--shm-size")   # RUN flags (run_flags.py)
 
 
@@ -83,10 +84,14 @@ class _Progress:
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image ID.")
 @click.option("--iidfile", default=None, help="Write the image ID to this file.")
 @click.option("--metadata-file", default=None, help="Write build result metadata (JSON) to this file.")
+@click.option("-o", "--output", "outputs", multiple=True, metavar="SPEC",
+              help="Output destination: type=image|oci|docker|local|tar[,dest=PATH] (PATH alone: a directory, "
+                   "- alone: a tar on stdout).")
+@click.option("--platform", "platforms", multiple=True, help="Target platform (only this machine's, for now).")
 @run_flag_options
 @click.pass_context
 def build_command(ctx, context, tags, dockerfile, build_args, labels, network, no_cache, no_cache_filter, target,
-                  progress, quiet, iidfile, metadata_file, **run_flags):
+                  progress, quiet, iidfile, metadata_file, outputs, platforms, **run_flags):
     """Build an image from a Dockerfile."""
     from cache import Store
 
@@ -115,23 +120,63 @@ def build_command(ctx, context, tags, dockerfile, build_args, labels, network, n
                           on_event=_Progress(progress, quiet), **run_options(**run_flags))
     request = BuildRequest(data, path, context,
                            tuple(tags), {k: v for k, v in args.items() if v is not None}, target, label_map, options)
+    wanted = _outputs_for(request, outputs, platforms, iidfile)
     store = Store.open((ctx.find_root().obj or {}).get("root"))
+    before = None if any(o.stores for o in wanted) else set(store.image_ids())
     result = build(store, request)
+    _deliver(store, result, wanted, tuple(tags), before, quiet=quiet, iidfile=iidfile, metadata_file=metadata_file)
+
+
+def _outputs_for(request, outputs, platforms, iidfile):
+    """--output and --platform, checked before anything is built; the request tags the image only when
+    an output puts it in the store (as buildx: ``-t`` with ``-o type=local`` tags nothing)."""
+    from ..build.outputs import parse_outputs
+    from ..build.targetplatform import target_platform
+    from ..errors import UsageError
+
+    wanted = parse_outputs(outputs)
+    request.platform = target_platform(platforms)
+    if iidfile and any(o.rootfs for o in wanted):
+        raise UsageError("local and tar exporters are incompatible with image ID file")
+    stored = [o for o in wanted if o.stores]
+    request.tags = tuple(dict.fromkeys(tuple(request.tags) + tuple(n for o in stored for n in o.names))) \
+        if stored else ()
+    return wanted
+
+
+def _deliver(store, result, wanted, tags, before, *, quiet, iidfile, metadata_file):
+    """Write the non-store outputs, report, and leave no new untagged image when nothing stores it."""
+    from ..build.outputs import deliver
+
+    image_id = result.image_id
+    try:
+        for output in wanted:
+            if not output.stores:
+                names = tuple(dict.fromkeys(tags + output.names)) if output.type in ("docker", "oci") else ()
+                deliver(store, output, image_id, names)
+                if not quiet:
+                    click.echo(f"exporting to {output.describe()} done", err=True)
+    finally:
+        if before is not None and image_id not in before and not store.tags_for(image_id):
+            store.remove_image(image_id)  # like docker: only the build cache keeps what was built
+    image_result = not all(o.rootfs for o in wanted)
     if iidfile:
         with open(iidfile, "w") as fh:
-            fh.write(result.image_id)
+            fh.write(image_id)
     if metadata_file:
         import json
 
+        metadata = {"containerimage.config.digest": image_id, "image.name": ",".join(result.tags)} \
+            if image_result else {}
         with open(metadata_file, "w") as fh:
-            json.dump({"containerimage.config.digest": result.image_id, "image.name": ",".join(result.tags)}, fh,
-                      indent=2)
+            json.dump(metadata, fh, indent=2)
     if quiet:
-        click.echo(result.image_id)
-    else:
+        if image_result and not any(o.to_stdout for o in wanted):
+            click.echo(image_id)
+    elif any(o.stores for o in wanted):
         for name in result.tags:
             click.echo(f"naming to {name} done", err=True)
-        click.echo(f"writing image {result.image_id} done", err=True)
+        click.echo(f"writing image {image_id} done", err=True)
 
 
 main.add_command(build_command)

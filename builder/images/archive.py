@@ -79,7 +79,20 @@ def _add_stream(tar: tarfile.TarFile, name: str, size: int, stream: BinaryIO) ->
 
 def save(store, names: Iterable[str], out: BinaryIO, *, fmt: str = DOCKER_ARCHIVE) -> None:
     """Write the named images to ``out`` as one archive (``out`` need not be seekable)."""
-    wanted = _images_to_save(store, names)
+    _save(store, _images_to_save(store, names), out, fmt)
+
+
+def save_image(store, image_id: str, names: Iterable[str], out: BinaryIO, *, fmt: str = DOCKER_ARCHIVE) -> None:
+    """Write one image under ``names`` that need not be its tags in the store (``build --output``)."""
+    normalized: list[str] = []
+    for name in names:
+        full = str(parse_reference(name))
+        if full not in normalized:
+            normalized.append(full)
+    _save(store, [_Saved(image_id, tuple(normalized))], out, fmt)
+
+
+def _save(store, wanted: list[_Saved], out: BinaryIO, fmt: str) -> None:
     if fmt not in (DOCKER_ARCHIVE, OCI_ARCHIVE):
         raise ArchiveError(f"unknown archive format {fmt!r} (use docker-archive or oci-archive)")
     with store.lease("save", [w.image_id for w in wanted]):

@@ -1,9 +1,11 @@
 """Build times on the anchor Dockerfiles, next to buildah and docker+BuildKit when installed (a benchmark).
 
-    /opt/pybuild-venv/bin/python benchmarks/bench_build.py [--runs 5] [--cases hello,bigfile,manyfiles]
+    /opt/pybuild-venv/bin/python benchmarks/bench_build.py [--runs 5] [--cases hello,multistage,bigfile,manyfiles]
 
 Contexts come from ../shared/anchors/gen-contexts.sh. pybuild gets its base image by importing the busybox
-rootfs (bin/busybox-rootfs) and tagging it ``localhost:5000/busybox:latest``; buildah and docker pull it from
+rootfs (bin/busybox-rootfs) and tagging it ``localhost:5000/busybox:latest``, and ``debian:bookworm-slim`` (the
+multistage case's build stage) by loading the anchor's own archive of it (/var/lib/anchor-images, else a skopeo
+copy from the registry), so all three builders start from the same Debian image; buildah and docker pull both from
 the anchor registry (../shared/anchors/setup.sh starts it, and dockerd on /run/anchor-docker.sock). For each
 case and builder: cold build with the base present, no-op rebuild, rebuild after one changed context file;
 medians (and min-max) of the runs. Also: a RUN that changes one file on top of a rootfs of 100,000 files
@@ -26,7 +28,11 @@ REPO = Path(__file__).resolve().parents[1]
 ANCHORS = REPO.parent / "shared" / "anchors"
 PYBUILD = [sys.executable, "-m", "builder.cli"]
 DOCKER = ["/usr/bin/docker", "-H", "unix:///run/anchor-docker.sock"]
-CHANGED = {"hello": "greeting.txt", "bigfile": "big.bin", "manyfiles": "files/d00/f000.txt"}
+CHANGED = {"hello": "greeting.txt", "multistage": "params.txt", "bigfile": "big.bin",
+           "manyfiles": "files/d00/f000.txt"}
+BASES = ("localhost:5000/busybox:latest", "localhost:5000/debian:bookworm-slim")
+DEBIAN = BASES[1]
+ANCHOR_DEBIAN_ARCHIVE = Path("/var/lib/anchor-images/debian.docker.tar")
 
 
 def run(cmd, env=None, cwd=None) -> float:
@@ -49,6 +55,11 @@ class PyBuild:
         rootfs = work / "busybox.tar"
         subprocess.run([str(REPO / "bin" / "busybox-rootfs"), str(rootfs)], check=True)
         self.rootfs = rootfs
+        self.debian = ANCHOR_DEBIAN_ARCHIVE
+        if not self.debian.exists():
+            self.debian = work / "debian.docker.tar"
+            subprocess.run(["skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{DEBIAN}",
+                            f"docker-archive:{self.debian}:{DEBIAN}"], check=True)
 
     def env(self):
         return dict(os.environ, PYBUILD_ROOT=str(self.root))
@@ -57,6 +68,8 @@ class PyBuild:
         shutil.rmtree(self.root, ignore_errors=True)
         subprocess.run(PYBUILD + ["import", str(self.rootfs), "localhost:5000/busybox:latest"], check=True,
                        cwd=REPO, env=self.env(), stdout=subprocess.DEVNULL)
+        subprocess.run(PYBUILD + ["load", "-i", str(self.debian)], check=True, cwd=REPO, env=self.env(),
+                       stdout=subprocess.DEVNULL)
 
     def build(self, context: Path, tag: str) -> float:
         return run(PYBUILD + ["build", "-q", "-t", tag, str(context)], env=self.env(), cwd=REPO)
@@ -74,8 +87,9 @@ class Buildah:
 
     def reset(self):
         subprocess.run(self.args() + ["rmi", "-a", "-f"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        subprocess.run(self.args() + ["pull", "--tls-verify=false", "localhost:5000/busybox:latest"], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for base in BASES:
+            subprocess.run(self.args() + ["pull", "--tls-verify=false", base], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def build(self, context: Path, tag: str) -> float:
         return run(self.args() + ["bud", "--runtime", "runc", "--tls-verify=false", "--layers", "-q", "-t", tag,
@@ -87,7 +101,8 @@ class Docker:
 
     def reset(self):
         subprocess.run(DOCKER + ["builder", "prune", "-af"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        subprocess.run(DOCKER + ["pull", "localhost:5000/busybox:latest"], check=True, stdout=subprocess.DEVNULL)
+        for base in BASES:
+            subprocess.run(DOCKER + ["pull", base], check=True, stdout=subprocess.DEVNULL)
 
     def build(self, context: Path, tag: str) -> float:
         return run(DOCKER + ["build", "--network", "host", "-q", "-t", tag, str(context)],
@@ -157,7 +172,7 @@ def bench_capture(work: Path, runs: int) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--cases", default="hello,bigfile,manyfiles")
+    parser.add_argument("--cases", default="hello,multistage,bigfile,manyfiles")
     parser.add_argument("--workdir", default="/var/tmp")
     parser.add_argument("--skip-capture", action="store_true")
     args = parser.parse_args(argv)

@@ -45,6 +45,7 @@ class StepEvent:
     seconds: float = 0.0
     output: bytes = b""
     transferred: int = 0       # bytes, for status "transfer" (a long COPY): the UI draws a bar
+    number: int = 0            # the step's number in the whole build (docker's "#N"), set by the solver
 
 
 @dataclass

@@ -27,6 +27,7 @@ class BuildRequest:
     options: ExecOptions = field(default_factory=ExecOptions)
     ignore: object = None                                   # IgnoreRules of the main context, or None
     named_contexts: dict = field(default_factory=dict)      # --build-context name -> NamedContext
+    context_kind: str = "dir"                               # buildcontext.BuildContext.kind
     platform: object = None                                 # --platform (a native Platform), None: this machine's
 
 
@@ -114,13 +115,16 @@ def _stage_base(sources, dockerfile, stage, name: str):
 
 
 def _serialized(callback):
-    """Progress events come from several stage threads; the renderer sees one at a time."""
+    """Progress events come from several stage threads; the renderer sees one at a time, each step
+    numbered once for the whole build in the order steps first report (docker's ``#N``)."""
     import threading
 
     lock = threading.Lock()
+    numbers: dict = {}
 
     def emit(event) -> None:
         with lock:
+            event.number = numbers.setdefault((event.stage, event.index), len(numbers) + 1)
             callback(event)
 
     return emit
@@ -185,7 +189,7 @@ def _remember(store, request: BuildRequest, image_id: str, bases: dict, reads: l
     from . import memo
 
     options = request.options
-    if options.no_cache or options.no_cache_filter or request.context_dir is None:
+    if options.no_cache or options.no_cache_filter or request.context_dir is None or request.context_kind != "dir":
         return
     if options.secrets or options.ssh or options.allow or options.extra_hosts or options.ulimits or options.shm_size:
         return  # RUN flags are not in the memo's request key (the fast path never takes them either)

@@ -164,3 +164,40 @@ def test_multistage_rebuild_is_all_cached(tmp_path, store):
     assert states["COPY app.txt /src/app.txt"] == "DONE"
     assert states["COPY --from=builder /out.txt /out.txt"] == "DONE"
     assert _run(store, "ms-cache:1", "cat", "/out.txt") == "CHANGED\n"
+
+
+def test_sigint_during_parallel_stages_stops_both(tmp_path, store):
+    """^C while two stages' RUNs run in parallel: both sandboxes are killed at once, the build exits 1
+    without a traceback, and nothing of the build is left (processes, mounts, store records)."""
+    import os
+    import signal
+    import time
+    import uuid
+
+    from test_build_engine_run import _start, _wait_for, after_reopen, processes_with, pybuild_mounts, store_state
+
+    token = uuid.uuid4().hex
+    ctx = write_context(tmp_path / "ctx", (
+        f"FROM busybox AS a\nRUN echo a-running; sleep 30; echo {token}\n"
+        f"FROM busybox AS b\nRUN echo b-running; sleep 30; echo {token}\n"
+        "FROM busybox\nCOPY --from=a /etc/passwd /a\nCOPY --from=b /etc/passwd /b\n"))
+    before = store_state(store)
+    proc = _start(store, ctx)
+    try:
+        seen = _wait_for(proc, b" a-running\n")      # the RUN's output line, not the step's title
+        seen += _wait_for(proc, b" b-running\n") if b" b-running\n" not in seen else b""
+        assert len(processes_with(token)) >= 2, seen
+        started = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert time.monotonic() - started < 10
+    stderr = (seen + stderr).decode(errors="replace")
+    assert proc.returncode == 1 and "Traceback" not in stderr, stderr
+    assert processes_with(token) == []
+    assert store_state(store) == before
+    assert after_reopen(store) == []
+    assert pybuild_mounts(store) == []

@@ -331,7 +331,7 @@ class StageExecutor:
                         del tail[:-64]
                     self.options.on_event(replace(event, status="output", output=chunk))
 
-                result = run(spec, on_output=on_output, secrets=mounts.secret_values)
+                result = run(spec, on_output=on_output, secrets=mounts.secret_values, cancel=self.options.cancel)
         finally:
             self.store.abort_snapshot(work)
         if result.exit_code != 0:

@@ -171,10 +171,14 @@ class _Streams:
             self.sel.register(proc.stdin.fileno(), selectors.EVENT_WRITE, "stdin")
         self.proc = proc
 
+    cancel = None   # a threading.Event: when set, the run is abandoned (another build stage failed)
+
     def pump(self) -> None:
         while self.sel.get_map():
-            for key, _ in self.sel.select():
+            for key, _ in self.sel.select(None if self.cancel is None else 0.2):
                 self._handle(key)
+            if self.cancel is not None and self.cancel.is_set():
+                raise SandboxError("the run was cancelled")
 
     def _handle(self, key) -> None:
         fd, name = key.fd, key.data
@@ -275,8 +279,10 @@ def _result(spec: RunSpec, streams: _Streams, returncode: int, started: float) -
 
 
 def run(spec: RunSpec, *, on_output: OutputCallback | None = None, stdin_data: bytes | None = None,
-        on_console: ConsoleCallback | None = None, secrets: Mapping[str, bytes] | None = None) -> RunResult:
-    """Run ``spec`` to completion.
+        on_console: ConsoleCallback | None = None, secrets: Mapping[str, bytes] | None = None,
+        cancel=None) -> RunResult:
+    """Run ``spec`` to completion (or until the ``cancel`` event is set: the sandbox is then killed
+    and ``SandboxError`` raised).
 
     Output of piped streams goes to ``on_output(stream_name, chunk)`` as it arrives, or is collected
     in the result.  ``stdin_data`` is fed to the command when ``spec.stdin == "pipe"``.  With
@@ -322,6 +328,7 @@ def run(spec: RunSpec, *, on_output: OutputCallback | None = None, stdin_data: b
         if theirs is not None:
             theirs.close()
         streams = _Streams(proc, status_r, on_output, stdin_data, ours, on_console)
+        streams.cancel = cancel
         streams.pump()
         returncode = proc.wait()
     except BaseException:

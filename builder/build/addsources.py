@@ -208,5 +208,34 @@ def extract(path: str, directory: str) -> None:
     try:
         with open(path, "rb") as fh:
             unpack_layer(fh, directory, mode="apply")
+        if _has_hardlinks(directory):
+            _hardlink_headers(path, directory)
     except LayerError as err:
         raise CopyError(f"failed to extract {os.path.basename(path)}: {err.message}") from None
+
+
+def _has_hardlinks(directory: str) -> bool:
+    for dirpath, _, filenames in os.walk(directory):
+        for name in filenames:
+            st = os.lstat(os.path.join(dirpath, name))
+            if st.st_nlink > 1 and not os.path.islink(os.path.join(dirpath, name)):
+                return True
+    return False
+
+
+def _hardlink_headers(path: str, directory: str) -> None:
+    """Docker's untar gives a hardlink's inode the owner and mode of the hardlink's own header
+    (the last one wins); the unpacker keeps the first file's. Apply them as Docker does."""
+    from ..fs.compress import open_decompressed
+    from ..fs.safepath import safe_join
+
+    with open(path, "rb") as fh:
+        reader, _ = open_decompressed(fh)
+        with tarfile.open(fileobj=reader, mode="r|") as tar:
+            for member in tar:
+                if not member.islnk():
+                    continue
+                target = safe_join(directory, member.name)
+                if os.path.lexists(target):
+                    os.lchown(target, member.uid, member.gid)
+                    os.chmod(target, member.mode & 0o7777)

@@ -273,7 +273,7 @@ def resolve(tree, rel: str, *, follow_final: bool = True) -> str:
             continue
         links += 1
         if links > MAX_SYMLINKS:
-            raise TreeError(f'"/{rel.strip("/")}": too many levels of symbolic links in the {tree.description}')
+            raise TreeError(f'"/{rel.strip("/")}": too many links')
         target = tree.readlink(candidate)
         if target.startswith("/"):
             resolved.clear()

@@ -11,7 +11,11 @@ again without importing the build engine at all. Anything it cannot vouch for fa
 build (which uses the build cache as usual). This module imports only the standard library.
 
 Whatever later decides what a build reads (``.dockerignore`` files, named contexts, ``COPY --from``
-images, remote contexts) must add itself to the reads or disable the memo for that build.
+images, remote contexts) must add itself to the reads or disable the memo for that build. The
+ignore files are in the request key (their bytes, or their absence), so editing ``.dockerignore``
+is a new request; a file they exclude is never read by the build, so it is not among the reads and
+changing it leaves the memo valid. Only a local directory context is memoised (``-``, git and URL
+contexts are fetched again each time).
 """
 
 from __future__ import annotations
@@ -40,10 +44,28 @@ def _code_version() -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
+def _ignore_files(dockerfile_path: str, context: str) -> list:
+    """The bytes (or absence) of every ignore file that could apply: ``<Dockerfile>.dockerignore``
+    (``Dockerfile.dockerignore`` also for the lowercase ``dockerfile`` fallback) and ``.dockerignore``."""
+    paths = [dockerfile_path + ".dockerignore"]
+    if os.path.basename(dockerfile_path) == "dockerfile":
+        paths.append(os.path.join(os.path.dirname(dockerfile_path), "Dockerfile.dockerignore"))
+    paths.append(os.path.join(context, ".dockerignore"))
+    out = []
+    for path in paths:
+        try:
+            with open(path, "rb") as fh:
+                out.append(hashlib.sha256(fh.read()).hexdigest())
+        except OSError:
+            out.append(None)
+    return out
+
+
 def request_key(*, dockerfile_path: str, dockerfile_digest: str, context: str, build_args: dict, target: str,
                 labels: dict, network: str) -> str:
     document = {"v": MEMO_VERSION, "code": _code_version(), "dockerfile": os.path.abspath(dockerfile_path),
                 "digest": dockerfile_digest, "context": os.path.realpath(context),
+                "ignore": _ignore_files(dockerfile_path, context),
                 "args": sorted(build_args.items()), "target": target, "labels": sorted(labels.items()),
                 "network": network, "python": sys.version_info[:2]}
     return hashlib.sha256(json.dumps(document, sort_keys=True, default=list).encode()).hexdigest()
@@ -161,6 +183,8 @@ def fast_build(argv: list[str]) -> int | None:
 
     root = os.path.abspath(os.path.expanduser(opts["root"])) if opts["root"] else default_root_path()
     context = opts["context"]
+    if not os.path.isdir(context) or opts["file"] == "-" or "://" in (opts["file"] or ""):
+        return None  # stdin, a git or URL context or Dockerfile: read again by the full build
     path = opts["file"] or os.path.join(context, "Dockerfile")
     try:
         with open(path, "rb") as fh:

@@ -12,7 +12,7 @@ from . import build_args_from, main
 from .run_flags import run_flag_options, run_options
 
 BUILD_FLAGS = ("-t", "--tag", "-f", "--file", "--build-arg", "--label", "--network", "--no-cache", "--progress",
-               "-q", "--quiet", "--iidfile", "--target", "--no-cache-filter", "--metadata-file",
+               "-q", "--quiet", "--iidfile", "--target", "--no-cache-filter", "--metadata-file", "--build-context",
                "-o", "--output", "--platform",
                "--secret", "--ssh", "--allow", "--add-host", "--ulimit", "--shm-size")   # RUN flags (run_flags.py)
 
@@ -72,7 +72,10 @@ class _Progress:
 @click.command("build")
 @click.argument("context", default=".")
 @click.option("-t", "--tag", "tags", multiple=True, help="Name and optionally a tag (name:tag).")
-@click.option("-f", "--file", "dockerfile", default=None, help="Name of the Dockerfile (default: CONTEXT/Dockerfile).")
+@click.option("-f", "--file", "dockerfile", default=None,
+              help="Name of the Dockerfile (default: CONTEXT/Dockerfile; - for stdin; an http(s) URL).")
+@click.option("--build-context", "build_contexts", multiple=True, metavar="NAME=VALUE",
+              help="Additional build context: a directory, docker-image://REF, a git or http(s) URL.")
 @click.option("--build-arg", "build_args", multiple=True, metavar="K=V", help="Build-time variables.")
 @click.option("--label", "labels", multiple=True, metavar="K=V", help="Set metadata for the image.")
 @click.option("--network", type=click.Choice(["default", "host", "none"]), default="default",
@@ -91,6 +94,7 @@ class _Progress:
 @run_flag_options
 @click.pass_context
 def build_command(ctx, context, tags, dockerfile, build_args, labels, network, no_cache, no_cache_filter, target,
+                  build_contexts,
                   progress, quiet, iidfile, metadata_file, outputs, platforms, **run_flags):
     """Build an image from a Dockerfile."""
     from cache import Store
@@ -98,18 +102,10 @@ def build_command(ctx, context, tags, dockerfile, build_args, labels, network, n
     from ..build.executor import ExecOptions
     from ..build.solver import BuildRequest, build
     from ..epoch import source_date_epoch
-    from ..errors import UsageError
 
-    if not os.path.isdir(context):
-        raise UsageError(f"unable to prepare context: path {context!r} not found")
-    path = dockerfile or os.path.join(context, "Dockerfile")
-    if dockerfile is None and not os.path.exists(path) and os.path.exists(os.path.join(context, "dockerfile")):
-        path = os.path.join(context, "dockerfile")
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError as err:
-        raise UsageError(f"failed to read Dockerfile {path}: {err.strerror}") from None
+    store = Store.open((ctx.find_root().obj or {}).get("root"))
+    source, named = _open_context(ctx, store, context, dockerfile, build_contexts)
+    data, path = source.dockerfile, source.dockerfile_name
     args = build_args_from(build_args)
     if "SOURCE_DATE_EPOCH" not in args and os.environ.get("SOURCE_DATE_EPOCH"):
         args["SOURCE_DATE_EPOCH"] = os.environ["SOURCE_DATE_EPOCH"]  # as buildx does: the env var is a build arg
@@ -118,10 +114,11 @@ def build_command(ctx, context, tags, dockerfile, build_args, labels, network, n
                           network="host" if network == "default" else network,
                           source_date_epoch=source_date_epoch({k: v for k, v in args.items() if v}),
                           on_event=_Progress(progress, quiet), **run_options(**run_flags))
-    request = BuildRequest(data, path, context,
+    request = BuildRequest(data, path, source.root,
                            tuple(tags), {k: v for k, v in args.items() if v is not None}, target, label_map, options)
+    request.ignore, request.named_contexts, request.context_kind = source.ignore, named, source.kind
+    _check_copy_ignored(ctx, source, request.build_args, progress, quiet)
     wanted = _outputs_for(request, outputs, platforms, iidfile)
-    store = Store.open((ctx.find_root().obj or {}).get("root"))
     before = None if any(o.stores for o in wanted) else set(store.image_ids())
     result = build(store, request)
     _deliver(store, result, wanted, tuple(tags), before, quiet=quiet, iidfile=iidfile, metadata_file=metadata_file)
@@ -180,3 +177,45 @@ def _deliver(store, result, wanted, tags, before, *, quiet, iidfile, metadata_fi
 
 
 main.add_command(build_command)
+
+
+# ----------------------------------------------------------------------------------------------
+# the build context (builder.buildcontext): CONTEXT, -f, --build-context, CopyIgnoredFile
+
+
+def _open_context(ctx, store, location, dockerfile, build_contexts):
+    """The main context (open until the command ends: fetched or unpacked contexts live in the store's
+    tmp/ until then) and the parsed --build-context values."""
+    from ..buildcontext import open_build_context
+    from ..buildcontext.named import parse_named_contexts
+
+    named = parse_named_contexts(build_contexts)
+    source = ctx.with_resource(open_build_context(location, dockerfile, stdin=sys.stdin.buffer,
+                                                  tmp_dir=str(store.layout.tmp)))
+    return source, named
+
+
+def _check_copy_ignored(ctx, source, build_args, progress, quiet):
+    """BuildKit runs CopyIgnoredFile during a build: its warnings are printed when the command ends;
+    with ``# check=error=true`` the build fails before any step runs."""
+    if source.ignore is None or source.ignore.has_exclusions:
+        return
+    from ..dockerfile.checks import run_checks
+    from ..dockerfile.instructions import parse_dockerfile
+    from ..errors import DockerfileError, PybuildError
+
+    try:
+        report = run_checks(parse_dockerfile(source.dockerfile, source.dockerfile_name, build_args), build_args,
+                            collect_errors=True, ignore=source.ignore)
+    except PybuildError:
+        return  # the build reports the Dockerfile's own errors
+    found = [w for w in report.warnings if w.rule == "CopyIgnoredFile"]
+    if not found:
+        return
+    lines = [f"{len(found)} warning{'s' if len(found) > 1 else ''} found:"]
+    lines += [f" - {w.rule}: {w.message} (line {w.line})" for w in found]
+    if report.config.error:
+        click.echo("\n".join(lines), err=True)
+        raise DockerfileError("lint violation found for rules: CopyIgnoredFile", filename=source.dockerfile_name)
+    if not quiet and progress not in ("quiet", "rawjson"):
+        ctx.call_on_close(lambda: click.echo("\n".join(lines), err=True))

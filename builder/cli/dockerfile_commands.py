@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -31,17 +32,32 @@ def parse_command(path, fmt):
 
 
 @main.command("check")
-@click.option("-f", "--file", "path", default="Dockerfile", show_default=True, help="Dockerfile to check ('-' for stdin).")
+@click.argument("context", required=False)
+@click.option("-f", "--file", "path", default=None,
+              help="Dockerfile to check ('-' for stdin; default: CONTEXT/Dockerfile, or ./Dockerfile).")
 @click.option("--build-arg", "build_args", multiple=True, metavar="K=V", help="Build-time variable.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def check_command(path, build_args, fmt):
-    """Run BuildKit's build checks (lint rules) on a Dockerfile; exit 1 when one fails."""
-    data, name = read_dockerfile(path)
+def check_command(context, path, build_args, fmt):
+    """Run BuildKit's build checks (lint rules) on a Dockerfile; exit 1 when one fails.
+
+    With a CONTEXT directory its .dockerignore (or <Dockerfile>.dockerignore) is read, so
+    CopyIgnoredFile runs too, as with ``docker build --check CONTEXT``."""
+    ignore = None
+    if context is not None:
+        from ..buildcontext import read_ignore_rules
+        from ..errors import UsageError
+        from ..gotext import go_quote
+
+        if not os.path.isdir(context):
+            raise UsageError(f"unable to prepare context: path {go_quote(context)} not found")
+        path = path or os.path.join(context, "Dockerfile")
+        ignore = read_ignore_rules(context, path if path != "-" else None)[0]
+    data, name = read_dockerfile(path or "Dockerfile")
     from ..dockerfile.checks import run_checks
     from ..dockerfile.instructions import parse_dockerfile
 
     args = build_args_from(build_args)
-    report = run_checks(parse_dockerfile(data, name, args), args, collect_errors=True)
+    report = run_checks(parse_dockerfile(data, name, args), args, collect_errors=True, ignore=ignore)
     if fmt == "json":
         import json
 

@@ -1,9 +1,9 @@
 """Build checks: BuildKit's Dockerfile lint rules (``docker build --check``).
 
 ``run_checks(dockerfile, build_args)`` evaluates the Dockerfile the way BuildKit's lint request does
-(every stage, in order; no base image is pulled and no build context is read, so the two rules that
-need those, CopyIgnoredFile and InvalidBaseImagePlatform, are not run) and returns a
-:class:`CheckReport` of warnings with BuildKit's rule names, descriptions, URLs and messages.
+(every stage, in order; no base image is pulled, so InvalidBaseImagePlatform is not run) and returns
+a :class:`CheckReport` of warnings with BuildKit's rule names, descriptions, URLs and messages.
+CopyIgnoredFile runs when the build context's ``.dockerignore`` rules are given (``ignore=``).
 
 Configuration, as in BuildKit: the ``# check=skip=<rules|all>;error=<bool>;experimental=<rules|all>``
 parser directive, replaced as a whole by the ``BUILDKIT_DOCKERFILE_CHECK`` build arg; a ``# check=``
@@ -22,6 +22,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from ..buildcontext.ignore import go_clean
 from ..errors import DockerfileError, InvalidReference, Span
 from ..image.platform import Platform, host_platform, parse_platform
 from ..image.reference import parse_normalized_named
@@ -31,9 +32,9 @@ from .evaluate import (
     parse_onbuild_triggers, parse_stage_platform, require_stages, split_port_spec, start_stage, suggest,
 )
 from .instructions import (
-    ArgInstruction, CmdInstruction, Dockerfile, EntrypointInstruction, EnvInstruction, ExposeInstruction,
-    FromInstruction, HealthcheckInstruction, Instruction, LabelInstruction, MaintainerInstruction,
-    OnbuildInstruction, ShellInstruction, Stage, VolumeInstruction, WorkdirInstruction,
+    AddInstruction, ArgInstruction, CmdInstruction, CopyInstruction, Dockerfile, EntrypointInstruction,
+    EnvInstruction, ExposeInstruction, FromInstruction, HealthcheckInstruction, Instruction, LabelInstruction,
+    MaintainerInstruction, OnbuildInstruction, ShellInstruction, Stage, VolumeInstruction, WorkdirInstruction,
 )
 from .runmount import parse_bool
 from .words import go_quote
@@ -369,7 +370,8 @@ def _base_config(base_env: BaseEnv, name: str) -> BaseImageConfig | None:
 
 class _Checker:
     def __init__(self, dockerfile: Dockerfile, build_args: dict, config: CheckConfig, base_env: BaseEnv,
-                 build_platform: Platform | None, target_platform: Platform | None):
+                 build_platform: Platform | None, target_platform: Platform | None, ignore=None):
+        self.ignore = ignore if ignore and not ignore.has_exclusions else None   # see copy_ignored
         self.df = dockerfile
         self.build_args = build_args
         self.config = config
@@ -592,6 +594,8 @@ class _Checker:
         self.undefined(cfg, step.undefined, state.env, span)
         new = step.instruction
         keyword = instruction.node.keyword_text
+        if self.ignore is not None and kind in (CopyInstruction, AddInstruction):
+            self.copy_ignored(cfg, new, span)
         if kind is EnvInstruction:
             for pair in new.pairs:
                 if pair.legacy:
@@ -623,6 +627,26 @@ class _Checker:
             if any(v == "" for v in new.volumes):
                 raise DockerfileError("VOLUME specified can not be an empty string", span)
         return step.after
+
+    def copy_ignored(self, cfg: CheckConfig, new: Instruction, span: Span) -> None:
+        """CopyIgnoredFile (BuildKit's ``validateCopySourcePath``): a local source the context's
+        .dockerignore excludes. Not checked when the rules have exceptions (a directory may be
+        excluded and a file in it re-included), for ``COPY --from``, or for ADD's URLs."""
+        if type(new) is CopyInstruction:
+            if new.from_:
+                return
+            command = "Copy"
+        else:
+            command = "Add"
+        for source in new.sources:
+            if command == "Add" and _is_remote_source(source):
+                continue
+            src = go_clean(source)
+            if src in (".", "/") and not self.ignore.root_ignored():
+                continue        # the context root itself, unless a pattern excludes every root entry
+            if self.ignore.matches_or_parent_matches(src):
+                self.warn(cfg, R["CopyIgnoredFile"], span,
+                          f"Attempting to {command} file {go_quote(src)} that is excluded by .dockerignore")
 
     def undefined(self, cfg: CheckConfig, names: Iterable[str], env: Mapping, span: Span) -> None:
         options = list(env)
@@ -660,14 +684,21 @@ class _Checker:
                 raise DockerfileError(str(err), span) from None
 
 
+def _is_remote_source(source: str) -> bool:
+    from ..buildcontext.location import is_http_url, parse_git_ref
+
+    return is_http_url(source) or parse_git_ref(source) is not None
+
+
 def run_checks(dockerfile: Dockerfile, build_args: Mapping | None = None, base_env: BaseEnv = None, *,
                build_platform: Platform | None = None, target_platform: Platform | None = None,
-               collect_errors: bool = False) -> CheckReport:
-    """Run every rule that needs no base image and no build context on ``dockerfile``.
+               collect_errors: bool = False, ignore=None) -> CheckReport:
+    """Run every rule that needs no base image on ``dockerfile`` (CopyIgnoredFile only with ``ignore``).
 
     ``build_args``: name -> value, or None for "not given". ``base_env``: the environment of base
     images, as one env dict for every image-based stage, a dict image name -> env/``BaseImageConfig``,
     a callable image name -> either, or a ``BaseImageConfig`` (None: no image, ``pybuild check``).
+    ``ignore``: the build context's ``IgnoreRules`` (enables CopyIgnoredFile).
 
     An invalid check configuration, or an error found while evaluating (an expansion error, an
     empty base name, a bad platform or port), raises a DockerfileError located at the instruction;
@@ -676,7 +707,7 @@ def run_checks(dockerfile: Dockerfile, build_args: Mapping | None = None, base_e
     """
     given = {k: v for k, v in (build_args or {}).items() if v is not None}
     config = check_config(dockerfile, given)
-    checker = _Checker(dockerfile, given, config, base_env, build_platform, target_platform)
+    checker = _Checker(dockerfile, given, config, base_env, build_platform, target_platform, ignore)
     try:
         checker.run()
     except DockerfileError as err:

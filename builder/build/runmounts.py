@@ -369,7 +369,10 @@ def prepare(mounts, *, workdir: str, env: tuple, sources, store, secrets: dict, 
             from ..sandbox.agentproxy import AgentProxy
 
             mode = 0o600 if m.mode is None else m.mode
-            proxy = stack.enter_context(AgentProxy(source.sockets, mode=mode, uid=m.uid or 0, gid=m.gid or 0))
+            home = str(store.prepare_snapshot())           # owned by this build: swept if it is killed
+            stack.callback(store.abort_snapshot, home)
+            proxy = stack.enter_context(AgentProxy(source.sockets, mode=mode, uid=m.uid or 0, gid=m.gid or 0,
+                                                   directory=home))
             out.binds.append(BindMount(proxy.path, target, readonly=False))
     if ssh_paths and not any(item.startswith("SSH_AUTH_SOCK=") for item in env):
         out.env.append(f"SSH_AUTH_SOCK={ssh_paths[0]}")

@@ -1,10 +1,11 @@
 """``RUN --mount=type=ssh``: a socket in the RUN that reaches the user's ssh-agent.
 
 Like BuildKit's forwarding, the RUN does not get the user's socket itself: the parent listens on a
-socket of its own (in a private temp directory, outside the store), owned and moded as the mount asks
-(default 0600 root), and relays every connection to the agent.  The agent's keys never leave it;
-the RUN can only ask it to sign, as with ``ssh -A``.  The proxy stops and its directory goes when the
-RUN ends.
+socket of its own, owned and moded as the mount asks (default 0600 root), and relays every connection
+to the agent.  The agent's keys never leave it; the RUN can only ask it to sign, as with ``ssh -A``.
+The socket lives in ``directory`` (the caller's: the build gives an owned temp directory of the store,
+which the store sweeps if the build is killed) or in a private temp directory removed afterwards; it
+is bound through ``/proc/self/fd`` so a long directory path never meets the 108-byte socket limit.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import threading
 
 
 class AgentProxy:
-    def __init__(self, upstreams, *, mode: int = 0o600, uid: int = 0, gid: int = 0):
+    def __init__(self, upstreams, *, mode: int = 0o600, uid: int = 0, gid: int = 0, directory: str | None = None):
         self.upstreams = tuple(upstreams)
+        self.given_dir = directory
         self.mode, self.uid, self.gid = mode, uid, gid
         self.dir = ""
         self.path = ""
@@ -28,13 +30,17 @@ class AgentProxy:
         self._threads: list[threading.Thread] = []
 
     def __enter__(self) -> "AgentProxy":
-        self.dir = tempfile.mkdtemp(prefix="pybuild-ssh-")
+        self.dir = self.given_dir or tempfile.mkdtemp(prefix="pybuild-ssh-")
         try:
             self.path = os.path.join(self.dir, "agent.sock")
             self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self._listener.bind(self.path)
-            os.chown(self.path, self.uid, self.gid)
-            os.chmod(self.path, self.mode & 0o777)
+            dir_fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                self._listener.bind(f"/proc/self/fd/{dir_fd}/agent.sock")
+                os.chown("agent.sock", self.uid, self.gid, dir_fd=dir_fd, follow_symlinks=False)
+                os.chmod("agent.sock", self.mode & 0o777, dir_fd=dir_fd)
+            finally:
+                os.close(dir_fd)
             self._listener.listen(16)
             self._stop_r, self._stop_w = os.pipe()
             thread = threading.Thread(target=self._serve, name="pybuild-ssh-agent", daemon=True)
@@ -106,8 +112,13 @@ class AgentProxy:
             if fd >= 0:
                 os.close(fd)
         self._stop_r = self._stop_w = -1
-        if self.dir:
+        if self.dir and not self.given_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
+        elif self.path:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
 
 
 __all__ = ["AgentProxy"]

@@ -88,6 +88,16 @@ def _bytecode_options() -> list[str]:
     return ["-X", f"pycache_prefix={prefix}"] if _private_dir(prefix) else ["-B"]
 
 
+def _hold(directory: str) -> int:
+    """An flock on ``directory`` for as long as the run lasts: in a store's tmp/ that marks it as owned
+    by a live process (the store's sweep removes it only once its owner is gone, even after SIGKILL)."""
+    import fcntl
+
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
 def _prepare_scratch(spec: RunSpec) -> tuple[SandboxPlan, str]:
     base = spec.scratch_dir or os.path.dirname(spec.work_dir.rstrip("/")) or "/"
     scratch = tempfile.mkdtemp(prefix=".pybuild-run-", dir=base)
@@ -301,6 +311,11 @@ def run(spec: RunSpec, *, on_output: OutputCallback | None = None, stdin_data: b
                            "tty run takes one")
     started = time.monotonic()
     plan, scratch = _prepare_scratch(spec)
+    try:
+        held = _hold(scratch)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
     proc: subprocess.Popen | None = None
     streams: _Streams | None = None
     status_r, status_w = os.pipe()
@@ -334,15 +349,15 @@ def run(spec: RunSpec, *, on_output: OutputCallback | None = None, stdin_data: b
     except BaseException:
         _kill(proc, streams)
         _cleanup(plan, scratch, streams, proc, (status_r, status_w, plan_fd, secrets_fd), quiet=True,
-                 sockets=(ours, theirs))
+                 sockets=(ours, theirs), held=held)
         raise
     _cleanup(plan, scratch, streams, proc, (status_r, status_w, plan_fd, secrets_fd), quiet=False,
-             sockets=(ours, theirs))
+             sockets=(ours, theirs), held=held)
     return _result(spec, streams, returncode, started)
 
 
 def _cleanup(plan: SandboxPlan, scratch: str, streams: _Streams | None, proc: subprocess.Popen | None,
-             fds: tuple[int, ...], quiet: bool, sockets: tuple = ()) -> None:
+             fds: tuple[int, ...], quiet: bool, sockets: tuple = (), held: int = -1) -> None:
     """Close our ends, remove mount stubs from the upper dir, delete the scratch directory.
     ``quiet`` (an exception is already on its way) keeps a cleanup failure from replacing it."""
     if streams is not None:
@@ -363,6 +378,8 @@ def _cleanup(plan: SandboxPlan, scratch: str, streams: _Streams | None, proc: su
             raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        if held >= 0:
+            os.close(held)
 
 
 __all__ = ["run", "RunResult", "OutputCallback", "ConsoleCallback", "remove_stubs"]

@@ -21,7 +21,7 @@ class ChmodError(PybuildError):
 
 _WHO = {"u": 0o4700, "g": 0o2070, "o": 0o1007}
 _CLAUSE = re.compile(r"([ugoa]*)((?:[-+=](?:[rwxXst]*|[ugo]))+)$")
-_OPS = re.compile(r"([-+=])([rwxXst]*|[ugo])")
+_OPS = re.compile(r"([-+=])([ugo](?![rwxXst])|[rwxXst]*)")
 
 
 @dataclass(frozen=True)

@@ -150,10 +150,14 @@ def source_digest(instruction, *, tree_for, cache: StatCache, reads: list | None
                 git = type(git)(git.remote, git.ref, git.subdir, git.keep_git_dir, checksum)
             keep = instruction.keep_git_dir if instruction.keep_git_dir is not None else git.keep_git_dir
             entries.append([source, "git", addsources.resolve_commit(git), git.subdir, bool(keep)])
+            if reads is not None:
+                reads.append(["<a git source: not memoised>", 0, 0, 0, 0, 0])
             continue
         if source.startswith(("http://", "https://")) and type(instruction).__name__ == "AddInstruction":
             digest = checksum or (url_digest or _download_digest)(source)
             entries.append([source, "url", digest])
+            if reads is not None:
+                reads.append(["<a URL source: not memoised>", 0, 0, 0, 0, 0])
             continue
         if source.startswith(("http://", "https://")):
             continue        # COPY of a URL: the step itself reports BuildKit's error

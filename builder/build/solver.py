@@ -61,7 +61,11 @@ def build(store, request: BuildRequest) -> BuildResult:
     resolved = [resolve_from(stage, ctx.eval.global_args, ctx.eval.lexer) for stage in stages]
     graph = stage_graph(dockerfile, [r.base_name for r in resolved], target_index, request.named_contexts)
     options = request.options
-    options.on_event = _serialized(options.on_event)
+    offsets, position = {}, 0
+    for index in graph.needed:
+        offsets[stages[index].display_name] = position
+        position += len(stages[index].instructions)
+    options.on_event = _serialized(options.on_event, offsets)
     with store.lease("build") as lease, _named_contexts(request, store) as named:
         sources = BuildSources(store, dockerfile, context_dir=request.context_dir, ignore=request.ignore,
                                named=named, lease=lease)
@@ -114,17 +118,17 @@ def _stage_base(sources, dockerfile, stage, name: str):
     return load_config(sources.store, image_id), image_id, reference
 
 
-def _serialized(callback):
-    """Progress events come from several stage threads; the renderer sees one at a time, each step
-    numbered once for the whole build in the order steps first report (docker's ``#N``)."""
+def _serialized(callback, offsets: dict):
+    """Progress events come from several stage threads; the renderer sees one at a time. Each step
+    gets one number for the whole build (docker's ``#N``): its position among the needed stages'
+    instructions in Dockerfile order, so the numbers do not depend on which thread ran first."""
     import threading
 
     lock = threading.Lock()
-    numbers: dict = {}
 
     def emit(event) -> None:
         with lock:
-            event.number = numbers.setdefault((event.stage, event.index), len(numbers) + 1)
+            event.number = offsets.get(event.stage, 0) + event.index
             callback(event)
 
     return emit

@@ -74,36 +74,5 @@ def test_a_compile_error_fails_the_build_at_its_line(debian_store, tmp_path):
     assert "missing" in stderr and "Dockerfile:2" in stderr
 
 
-@pytest.mark.parametrize("final_base", ["busybox", "scratch"])
-def test_multi_stage_ships_only_the_static_binary(debian_store, busybox_tar, tmp_path, final_base):
-    # The must-show: a Debian build stage compiles a static C program, the final stage copies
-    # only the binary onto busybox or scratch; the image is under 5 MB, holds nothing of the build
-    # stage, and the binary runs in it.
-    if final_base == "busybox":
-        ok(pb(debian_store, "import", str(busybox_tar), "busybox:latest"))
-    context = tmp_path / "ctx"
-    context.mkdir()
-    (context / "hello.c").write_text(HELLO_C)
-    (context / "Dockerfile").write_text(
-        f"FROM {DEBIAN_GCC_IMAGE} AS build\n"
-        "WORKDIR /src\n"
-        "COPY hello.c .\n"
-        "RUN gcc -static -O2 -o /src/hello hello.c && strip /src/hello\n"
-        f"FROM {final_base}\n"
-        "COPY --from=build /src/hello /usr/local/bin/hello\n"
-        'ENTRYPOINT ["/usr/local/bin/hello"]\n')
-    tag = f"hello:on-{final_base}"
-    ok(pb(debian_store, "build", "--progress", "plain", "-t", tag, str(context)))
-    info = json.loads(ok(pb(debian_store, "image", "inspect", tag)))[0]
-    assert info["Size"] < 5_000_000, info["Size"]
-    assert len(info["RootFS"]["Layers"]) == (2 if final_base == "busybox" else 1)
-    assert ok(pb(debian_store, "run", "--rm", tag, "x")) == "hello from static C, 1 arg(s)\n"
-    # nothing of the build stage: the final rootfs is the base's files plus the binary
-    out = tmp_path / "rootfs"
-    ok(pb(debian_store, "build", "--progress", "quiet", "-o", str(out), str(context)))
-    files = {str(p.relative_to(out)) for p in out.rglob("*")}
-    assert "usr/local/bin/hello" in files
-    assert not any(name.startswith(("src", "usr/lib/gcc", "usr/include", "etc/apt", "var/lib/dpkg"))
-                   or name.endswith(("gcc", "hello.c")) for name in files), sorted(files)[:50]
-    if final_base == "scratch":
-        assert files == {"usr", "usr/local", "usr/local/bin", "usr/local/bin/hello"}
+# The multi-stage must-show (Debian build stage, binary shipped alone on busybox/scratch) lives in
+# test_multistage_c_program.py.

@@ -85,6 +85,14 @@ def test_static_program_ships_alone(store, context, tmp_path, target, ref, path)
     result = pb(store, "run", "--rm", ref)
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout.decode() == "hello from a static binary, 0 args\n"
+    # the exported root filesystem: the base's files plus the binary, nothing else
+    out = tmp_path / "rootfs"
+    ok(pb(store, "build", "--progress", "quiet", "--target", target, "-o", str(out), str(context)))
+    files = {str(p.relative_to(out)) for p in out.rglob("*")}
+    if target == "on-scratch":
+        assert files == {"hello"}, files
+    else:
+        assert "usr/local/bin/hello" in files and not any("gcc" in f or f.startswith("src") for f in files)
 
 
 def test_exit_code_and_arguments_pass_through(store, context):

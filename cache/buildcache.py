@@ -82,6 +82,14 @@ class BuildCache:
         """The layers that cache entries keep alive (for GC)."""
         return [e.diff_id for e in self.entries() if e.diff_id]
 
+    def remove(self, key: str) -> bool:
+        """Drop one entry (its layer goes at the next GC if nothing else keeps it)."""
+        try:
+            self._path(key).unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
     def prune(self, *, older_than: float | None = None, keep_bytes: int | None = None) -> list[CacheEntry]:
         """Drop entries last used before ``older_than`` (a time), then the oldest until ``keep_bytes``."""
         entries = sorted(self.entries(), key=lambda e: e.last_used)

@@ -199,6 +199,10 @@ class CacheMounts:
                 removed.append(e)
         return removed
 
+    def prune_one(self, entry: CacheMountInfo) -> bool:
+        """Remove one instance unless someone holds it now."""
+        return self._remove(entry)
+
     def _remove(self, entry: CacheMountInfo) -> bool:
         hex_, n = entry.name.split("/")
         home = self.dir / hex_

@@ -206,7 +206,9 @@ def test_add_url(tmp_path, store, server):
                         f"ADD {url}/files/hello.txt /web/\n"
                         f"ADD --checksum={digest} {url}/files/hello.txt /checked.txt\n"
                         f"ADD {url}/pkg.tgz /pkg/\n"
-                        f"ADD --chown=1000:1000 {url}/files/hello.txt /owned\n")
+                        f"ADD --chown=1000:1000 {url}/files/hello.txt /owned\n"
+                        f"ADD --unpack=true {url}/pkg.tgz /unpacked/\n"
+                        "COPY <<EOF /heredoc/\nfrom a heredoc\nEOF\n")
     image = _image(store, ctx, tmp_path)
     tree = image["tree"]
     assert _e(tree, "web/hello.txt") == ("file", "0600", 0, 0)
@@ -214,6 +216,9 @@ def test_add_url(tmp_path, store, server):
     assert _e(tree, "checked.txt") == ("file", "0600", 0, 0)
     assert _e(tree, "pkg/pkg.tgz")[0] == "file"            # a remote archive is not extracted
     assert _e(tree, "owned") == ("file", "0600", 1000, 1000)
+    assert _text(image, "unpacked/inside.txt") == "i\n"          # --unpack=true extracts it
+    assert _e(tree, "heredoc/EOF") == ("file", "0644", 0, 0)
+    assert _text(image, "heredoc/EOF") == "from a heredoc\n"
     for data in image["layers"][1:2]:
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
             assert tar.getmember("web/hello.txt").mtime == 1_600_000_000      # Last-Modified

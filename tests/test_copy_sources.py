@@ -125,3 +125,52 @@ def test_go_filepath_match(pattern, name, expected):
 def test_go_filepath_match_bad_pattern():
     with pytest.raises(BadPattern):
         match("[a-", "a")
+
+
+def test_ignored_files_never_reach_a_cache_key(tmp_path):
+    """A file .dockerignore hides (``.env``, ``.git``) changes no COPY key and is never even read."""
+    from types import SimpleNamespace
+
+    from builder.build.context import StatCache, source_digest
+
+    root = tmp_path / "ctx"
+    _write(root / "app.py", b"print(1)\n")
+    _write(root / ".env", b"SECRET=1\n")
+    _write(root / ".git" / "HEAD", b"ref: refs/heads/main\n")
+    tree = DirectoryTree(str(root), description="build context", ignore=PathPatterns([".env", ".git"]))
+    copy_all = SimpleNamespace(sources=(".",), contents=(), excludes=(), from_="", parents=False)
+
+    def key():
+        reads = []
+        digest = source_digest(copy_all, tree_for=lambda name: tree, cache=StatCache(None), reads=reads)
+        return digest, reads
+
+    first, reads = key()
+    assert not any(".env" in r[0] or ".git" in r[0] for r in reads)
+    (root / ".env").write_bytes(b"SECRET=2\n")
+    (root / ".git" / "HEAD").write_bytes(b"changed\n")
+    assert key()[0] == first
+    (root / "app.py").write_bytes(b"print(2)\n")
+    assert key()[0] != first
+    # a moved context gives the same key (no absolute paths, no mtimes)
+    import shutil
+
+    moved = tmp_path / "elsewhere" / "ctx"
+    shutil.copytree(root, moved)
+    os.utime(moved / "app.py", (1, 1))
+    tree2 = DirectoryTree(str(moved), description="build context", ignore=PathPatterns([".env", ".git"]))
+    assert source_digest(copy_all, tree_for=lambda name: tree2, cache=StatCache(None)) == key()[0]
+
+
+def test_layered_tree_keeps_owners_in_the_key(tmp_path):
+    from types import SimpleNamespace
+
+    from builder.build.context import StatCache, source_digest
+
+    layer = tmp_path / "layer"
+    _write(layer / "out" / "f", b"same\n")
+    copy_out = SimpleNamespace(sources=("/out",), contents=(), excludes=(), from_="build", parents=False)
+    tree = LayeredTree([str(layer)], description="stage 'build'")
+    first = source_digest(copy_out, tree_for=lambda name: tree, cache=StatCache(None))
+    os.chown(layer / "out" / "f", 1000, 1000)
+    assert source_digest(copy_out, tree_for=lambda name: tree, cache=StatCache(None)) != first

@@ -236,7 +236,8 @@ def _git(*args: str, cwd: Path) -> str:
 
 @pytest.fixture(scope="module")
 def git_repo(http_root, tmp_path_factory):
-    """A repository served over git's dumb http protocol: branch main (two commits) and a tag v1."""
+    """A repository served over git's dumb http protocol: branch main (two commits), a tag v1 on the first,
+    an annotated tag release on the second."""
     root, base = http_root
     work = tmp_path_factory.mktemp("gitwork")
     _git("init", "-q", "-b", "main", cwd=work)
@@ -251,6 +252,7 @@ def git_repo(http_root, tmp_path_factory):
     first = _git("rev-parse", "HEAD", cwd=work)
     (work / "app" / "main.txt").write_text("version 2\n")
     _git("commit", "-q", "-am", "two", cwd=work)
+    _git("tag", "-a", "-m", "annotated", "release", cwd=work)
     bare = root / "repo.git"
     subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True, capture_output=True)
     _git("update-server-info", cwd=bare)
@@ -269,6 +271,8 @@ def test_build_from_a_git_repository(tmp_path, store, git_repo):
         "FROM scratch\nCOPY . /only-app/\n"), "only-app/main.txt": sha("version 1\n")}
     built(build(store, f"{url}#{first}", "-t", "git-ctx:3", "-f", "app/Dockerfile"))    # type: ignore[arg-type]
     assert files_of(store, "git-ctx:3", tmp_path)["only-app/app/main.txt"] == sha("version 1\n")
+    built(build(store, f"{url}?tag=release&subdir=app", "-t", "git-ctx:4"))              # type: ignore[arg-type]
+    assert files_of(store, "git-ctx:4", tmp_path)["only-app/main.txt"] == sha("version 2\n")
     out = fails(build(store, f"{url}#no-such-branch"))                                   # type: ignore[arg-type]
     assert f"failed to fetch remote {url}" in out
     assert store_temp_entries(store) == []
@@ -377,3 +381,60 @@ def test_an_unchanged_20000_file_context_is_not_read_again(tmp_path, store):
         watch.close()
     # the Dockerfile and .dockerignore are read; no file of the context is opened
     assert sorted(os.path.basename(p) for p in set(touched)) == [".dockerignore", "Dockerfile"], touched[:10]
+
+
+# ----------------------------------------------------------------------------------------------
+# interrupted builds
+
+
+def _start_from_stdin(root: Path, data: bytes) -> subprocess.Popen:
+    import sys
+
+    from helpers import REPO
+
+    env = dict(os.environ)
+    env.pop("PYBUILD_DEBUG", None)
+    proc = subprocess.Popen([sys.executable, "-m", "builder.cli", "--root", str(root), "build", "--progress",
+                             "plain", "-"], cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    proc.stdin.write(data)
+    proc.stdin.close()
+    proc.stdin = None                    # all written: communicate() has nothing more to send
+    return proc
+
+
+def _wait_for(proc: subprocess.Popen, text: bytes, timeout: float = 60) -> bytes:
+    import select
+    import time
+
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while text not in seen:
+        left = deadline - time.monotonic()
+        assert left > 0 and proc.poll() is None, f"never saw {text!r}: {seen.decode(errors='replace')}"
+        ready, _, _ = select.select([proc.stderr], [], [], left)
+        if ready:
+            seen += os.read(proc.stderr.fileno(), 65536)
+    return seen
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGKILL"])
+def test_an_interrupted_build_leaves_no_context_behind(tmp_path, store, signal_name):
+    import signal
+
+    data = _tar({"Dockerfile": "FROM busybox\nCOPY . /ctx/\nRUN echo context-is-open; sleep 30\n", "f.txt": "f"})
+    proc = _start_from_stdin(store, data)
+    try:
+        _wait_for(proc, b"context-is-open")
+        assert [n for n in store_temp_entries(store) if n.startswith("context-")], "the tar is unpacked in tmp/"
+        os.killpg(proc.pid, getattr(signal, signal_name))
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    if signal_name == "SIGINT":
+        assert proc.returncode == 1 and store_temp_entries(store) == []
+    else:
+        ok(pb(store, "images"))          # the next command that opens the store sweeps what a killed one left
+        assert store_temp_entries(store) == []

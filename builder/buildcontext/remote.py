@@ -64,8 +64,7 @@ def _remove_tree(path: str) -> None:
 
 
 def _git(args: list[str], cwd: str | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="/bin/true", LC_ALL="C",
-               GIT_CONFIG_NOSYSTEM="1")
+    env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="/bin/true", LC_ALL="C")
     try:
         return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, stdin=subprocess.DEVNULL)
     except FileNotFoundError:
@@ -98,7 +97,8 @@ def git_checkout(ref: GitRef, dest: str) -> str:
         need(run("fetch", "-q", "--tags", "origin", "+refs/heads/*:refs/remotes/origin/*"))
         target = ""
         if ref.ref:
-            for candidate in (ref.ref, f"origin/{ref.ref}", f"refs/tags/{ref.ref}"):
+            branch = ref.ref.removeprefix("refs/heads/")
+            for candidate in (ref.ref, f"origin/{branch}", f"refs/tags/{ref.ref}"):
                 if run("rev-parse", "-q", "--verify", f"{candidate}^{{commit}}").returncode == 0:
                     target = candidate
                     break
@@ -107,7 +107,7 @@ def git_checkout(ref: GitRef, dest: str) -> str:
         else:
             need(run("fetch", "-q", "origin", "HEAD"))
             target = "FETCH_HEAD"
-    need(run("-c", "advice.detachedHead=false", "checkout", "-q", "--detach", target))
+    need(run("-c", "advice.detachedHead=false", "checkout", "-q", "--detach", f"{target}^{{commit}}"))
     commit = need(run("rev-parse", "HEAD")).stdout.decode().strip()
     if ref.checksum and not commit.startswith(ref.checksum):
         raise ContextError(f"expected checksum to match {ref.checksum}, got {commit}")

@@ -201,3 +201,28 @@ def test_sigint_during_parallel_stages_stops_both(tmp_path, store):
     assert store_state(store) == before
     assert after_reopen(store) == []
     assert pybuild_mounts(store) == []
+
+
+def test_named_contexts_replace_stages_and_images(tmp_path, store):
+    """``--build-context NAME=docker-image://REF`` stands in for an image or a stage of that name
+    (the stage is then not built), ``docker-image://scratch`` is the empty image, a directory
+    serves COPY --from."""
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "x.txt").write_text("from a named dir\n")
+    ctx = write_context(tmp_path / "ctx", (
+        "FROM busybox AS base\n"
+        "RUN echo the stage ran && exit 9\n"
+        "FROM base AS one\n"
+        "COPY --from=files /x.txt /x.txt\n"
+        "FROM empty\n"
+        "COPY --from=one /x.txt /y.txt\n"
+        "COPY --from=one /bin/busybox /bin/busybox\n"))
+    image, progress = built(build(store, ctx, "-t", "ms-named:1", "--build-context", "base=docker-image://busybox",
+                                  "--build-context", f"files={files}", "--build-context",
+                                  "empty=docker-image://scratch"))
+    assert "the stage ran" not in progress
+    assert _run(store, "ms-named:1", "/bin/busybox", "cat", "/y.txt") == "from a named dir\n"
+    listing = _run(store, "ms-named:1", "/bin/busybox", "find", "/", "-xdev", "-type", "f")
+    mounted = {"/etc/hosts", "/etc/resolv.conf", "/etc/hostname"}   # the runtime's bind mounts
+    assert sorted(set(listing.split()) - mounted) == ["/bin/busybox", "/y.txt"]

@@ -51,6 +51,8 @@ class BuildSources:
                 raise SourceError(f"stage {name!r} has not been built (it is not a dependency here)")
             return LayeredTree(self._lowers(layers), description=f"stage {name!r}")
         ref = named[1] if named is not None else name
+        if ref == "scratch" and named is not None:
+            return LayeredTree((), description=f"build context {name!r} (scratch)")   # BuildKit: the empty image
         _, diff_ids, _ = self.image(ref)
         return LayeredTree(self._lowers(diff_ids), description=f"image {ref!r}")
 

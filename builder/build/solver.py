@@ -41,7 +41,7 @@ def build(store, request: BuildRequest) -> BuildResult:
     from ..dockerfile.evaluate import resolve_from
     from ..images.service import store_config, tag_image
     from .buildsources import BuildSources
-    from .configstep import finalize_result, make_plan_context
+    from .configstep import empty_image, finalize_result, make_plan_context
     from .graph import stage_graph
     from .history import finalize_history
     from .parsecache import parse_cached
@@ -82,6 +82,10 @@ def build(store, request: BuildRequest) -> BuildResult:
             elif base.kind == "scratch":
                 platform = resolved[index].platform or ctx.eval.target_platform
                 plan, key = executor.run(stage, base_key=cachekey.scratch_key(platform))
+            elif sources.named.get(base.name.lower()) == ("image", "scratch"):   # BuildKit: the empty image
+                platform = resolved[index].platform or ctx.eval.target_platform
+                plan, key = executor.run(stage, base_image=empty_image(platform),
+                                         base_key=cachekey.scratch_key(platform))
             else:
                 config, image_id, _ = _stage_base(sources, dockerfile, stage, base.name)
                 plan, key = executor.run(stage, base_image=config, base_key=cachekey.base_key(image_id))

@@ -22,8 +22,15 @@ import tarfile
 import threading
 
 import pytest
-
-from test_build_engine import build, built, image_tree, new_store, saved_images, step_states, write_context
+from test_build_engine import (
+    build,
+    built,
+    image_tree,
+    new_store,
+    saved_images,
+    step_states,
+    write_context,
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +39,7 @@ def store(tmp_path_factory, busybox_tar):
 
 
 def _image(store, context, tmp_path, *args) -> dict:
-    image_id, progress = built(build(store, context, "-t", "feat:latest", *args))
+    _, progress = built(build(store, context, "-t", "feat:latest", *args))
     image = saved_images(store, ["feat:latest"], tmp_path / "img.tar")["feat:latest"]
     image["tree"] = image_tree(image)
     image["progress"] = progress
@@ -174,7 +181,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 def server(tmp_path):
     root = tmp_path / "www"
     root.mkdir()
-    handler = lambda *a, **k: _Handler(*a, directory=str(root), **k)  # noqa: E731
+    handler = lambda *a, **k: _Handler(*a, directory=str(root), **k)
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()

@@ -29,7 +29,6 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from .copyops import CopyError
 
-
 # ----------------------------------------------------------------------------------------------
 # classification
 
@@ -129,7 +128,7 @@ def _git(args: list[str], cwd: str | None = None) -> str:
     env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_CONFIG_NOSYSTEM="1", HOME="/nonexistent",
                GIT_PROTOCOL_FROM_USER="0", LC_ALL="C")
     result = subprocess.run(["git", "-c", "protocol.file.allow=always", *args], cwd=cwd, env=env,
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise CopyError(f"git {args[0]} failed: {result.stderr.strip() or result.stdout.strip()}")
     return result.stdout
@@ -189,7 +188,7 @@ def is_archive(path: str) -> bool:
                 if not more:
                     break
                 head += more
-    except Exception:           # a corrupt stream is simply not an archive
+    except Exception:  # noqa: BLE001  (any corrupt stream is simply not an archive)
         return False
     if len(head) < 512:
         return False

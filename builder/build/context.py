@@ -23,7 +23,6 @@ import stat
 import threading
 from pathlib import Path
 
-
 _CACHE_NAME = "stat-cache.json"
 
 
@@ -134,7 +133,7 @@ def source_digest(instruction, *, tree_for, cache: StatCache, reads: list | None
     and gives its content's digest (default: into a temporary directory).
     """
     from . import addsources, gomatch
-    from .copyops import CopyError, clean_source, expand, follow_source, not_found
+    from .copyops import clean_source, expand, follow_source, not_found
     from .copystep import PathPatterns
     from .sources import DirectoryTree, TreeError, resolve
 
@@ -206,7 +205,6 @@ def source_digest(instruction, *, tree_for, cache: StatCache, reads: list | None
                         "sha256:" + hashlib.sha256(content.data.encode("utf-8", "surrogateescape")).hexdigest(), ""])
     cache.save()
     data = json.dumps(entries, separators=(",", ":"), ensure_ascii=True).encode()
-    del CopyError
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from . import gomatch
 from .copyerror import CopyError
-from .sources import TreeError, join, resolve, split
+from .sources import TreeError, join, resolve
 
 # Who wants to hear about bytes copied (the progress UI's bars for long transfers); None: nobody.
 TRANSFER: ContextVar = ContextVar("pybuild_copy_transfer", default=None)
@@ -167,9 +167,8 @@ class Copier:
         target_st = self.dest.lstat(target)
         if include:
             self._create_parents()
-        if not is_dir:
-            if target_st is not None and stat.S_ISDIR(target_st.st_mode):
-                raise CopyError(f"cannot replace to directory /{target} with file")
+        if not is_dir and target_st is not None and stat.S_ISDIR(target_st.st_mode):
+            raise CopyError(f"cannot replace to directory /{target} with file")
         copy_info, restore_time = include, False
         if is_dir:
             created = self._directory(src, components, target, st, target_st, overwrite, include, excluded)

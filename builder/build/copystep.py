@@ -17,7 +17,15 @@ import stat
 from dataclasses import dataclass
 
 from . import gomatch
-from .copyops import CopyError, CopyOptions, clean_source, copy_source, expand, not_found, TRANSFER
+from .copyops import (
+    TRANSFER,
+    CopyError,
+    CopyOptions,
+    clean_source,
+    copy_source,
+    expand,
+    not_found,
+)
 from .desttree import DestTree
 from .sources import DirectoryTree, exists
 
@@ -100,7 +108,7 @@ class PathPatterns:
             body = posixpath.normpath(text[1:] if negate else text).lstrip("/")
             if body in ("", "."):
                 continue
-            self.patterns.append(_Pattern(re.compile(_pattern_regex(body), re.S), negate))
+            self.patterns.append(_Pattern(re.compile(_pattern_regex(body), re.DOTALL), negate))
         self.has_exceptions = any(p.negate for p in self.patterns)
 
     def matches(self, rel: str) -> bool:
@@ -171,12 +179,11 @@ class CopyStep:
 
 
 def run_copy(step: CopyStep) -> None:
-    from .chmodspec import ChmodError, parse_chmod
     from . import addsources
+    from .chmodspec import ChmodError, parse_chmod
 
     instruction = step.instruction
     is_add = type(instruction).__name__ == "AddInstruction"
-    keyword = "ADD" if is_add else "COPY"
     try:
         chmod = parse_chmod(instruction.chmod)
     except ChmodError as err:
@@ -270,7 +277,6 @@ def run_copy(step: CopyStep) -> None:
                 copy_source(tree, name, dest, target, options(dir_contents=False, follow=False))
         finally:
             step.release(work)
-    del keyword
 
 
 def _archive_in(tree, match: str) -> bool:

@@ -75,7 +75,6 @@ class DestTree:
             lower = self.below.lstat(sub)            # must be a directory below
             if not stat.S_ISDIR(lower.st_mode):
                 raise NotADirectoryError(20, "not a directory", "/" + sub)
-            source = self.below.host_path(sub)
             os.mkdir(target, 0o700)
             os.chown(target, lower.st_uid, lower.st_gid)
             os.chmod(target, stat.S_IMODE(lower.st_mode))
@@ -85,7 +84,6 @@ class DestTree:
                 except OSError:
                     pass
             os.utime(target, ns=(lower.st_atime_ns, lower.st_mtime_ns))
-            del source
 
     def clear(self, rel: str) -> None:
         """Remove whatever the upper dir has at ``rel`` (before something new takes the name)."""

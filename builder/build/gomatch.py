@@ -7,8 +7,8 @@ and a malformed pattern (``[a-``) is an error rather than a literal.
 
 from __future__ import annotations
 
-from functools import lru_cache
 import re
+from functools import lru_cache
 
 
 class BadPattern(ValueError):
@@ -70,7 +70,7 @@ def _compile(pattern: str) -> re.Pattern:
         else:
             out.append(re.escape(ch))
         i += 1
-    return re.compile("".join(out), re.S)
+    return re.compile("".join(out), re.DOTALL)
 
 
 def _class_char(pattern: str, i: int) -> tuple[str, int]:

@@ -199,7 +199,7 @@ class LayeredTree:
         return os.lstat(top)
 
     def listdir(self, rel: str) -> list[str]:
-        top, layers = self._locate(rel)
+        _, layers = self._locate(rel)
         if not layers:
             raise NotADirectoryError(errno.ENOTDIR, "not a directory", "/" + rel)
         seen: set[str] = set()

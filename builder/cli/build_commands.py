@@ -35,37 +35,38 @@ class _Progress:
         if self.mode == "rawjson":
             import json
 
-            record = {"stage": event.stage, "step": event.index, "total": event.total, "name": event.text,
-                      "status": event.status, "seconds": round(event.seconds, 3)}
+            record = {"vertex": event.number, "stage": event.stage, "step": event.index, "total": event.total,
+                      "name": event.text, "status": event.status, "seconds": round(event.seconds, 3)}
             if event.output:
                 record["output"] = event.output.decode("utf-8", "replace")
             out.write(json.dumps(record) + "\n")
             out.flush()
             return
         tag = f"[{event.stage} {event.index}/{event.total}]"
+        number = event.number or event.index
         if event.status == "transfer":
             if self.mode != "tty":
                 return
-            bar = self.bars.get(event.index)
+            bar = self.bars.get(number)
             if bar is None:
                 from tqdm import tqdm
 
-                bar = self.bars[event.index] = tqdm(desc=f"#{event.index} copying", unit="B", unit_scale=True,
-                                                    file=out, leave=False, dynamic_ncols=True)
+                bar = self.bars[number] = tqdm(desc=f"#{number} copying", unit="B", unit_scale=True,
+                                               file=out, leave=False, dynamic_ncols=True)
             bar.update(event.transferred)
             return
-        bar = self.bars.pop(event.index, None) if event.status in ("done", "error") else None
+        bar = self.bars.pop(number, None) if event.status in ("done", "error") else None
         if bar is not None:
             bar.close()
         if event.status == "start":
-            out.write(f"#{event.index} {tag} {event.text}\n")
+            out.write(f"#{number} {tag} {event.text}\n")
         elif event.status == "cached":
-            out.write(f"#{event.index} {tag} {event.text}\n#{event.index} CACHED\n")
+            out.write(f"#{number} {tag} {event.text}\n#{number} CACHED\n")
         elif event.status == "output" and event.output:
             for line in event.output.decode("utf-8", "replace").splitlines():
-                out.write(f"#{event.index} {line}\n")
+                out.write(f"#{number} {line}\n")
         elif event.status == "done":
-            out.write(f"#{event.index} DONE {event.seconds:.1f}s\n")
+            out.write(f"#{number} DONE {event.seconds:.1f}s\n")
         out.flush()
 
 

@@ -24,7 +24,6 @@ import stat
 
 from .copyerror import CopyError
 
-MAX_SYMLINKS = 40                     # Linux's limit for one path lookup
 _OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
 _HIDDEN_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.", "security.selinux")
 
@@ -245,40 +244,13 @@ def resolve(tree, rel: str, *, follow_final: bool = True) -> str:
     Components that do not exist are kept as written (the caller's lookup then fails or creates
     them). More than 40 links on the way (a loop) raise ``TreeError``.
     """
-    resolved: list[str] = []
-    pending = list(reversed(rel.split("/")))
-    links = 0
-    missing = False
-    while pending:
-        part = pending.pop()
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            missing = False
-            continue
-        if missing or (not pending and not follow_final):
-            resolved.append(part)
-            continue
-        candidate = "/".join(resolved + [part])
-        try:
-            st = tree.lstat(candidate)
-        except (FileNotFoundError, NotADirectoryError):
-            missing = True
-            resolved.append(part)
-            continue
-        if not stat.S_ISLNK(st.st_mode):
-            resolved.append(part)
-            continue
-        links += 1
-        if links > MAX_SYMLINKS:
-            raise TreeError(f'"/{rel.strip("/")}": too many links')
-        target = tree.readlink(candidate)
-        if target.startswith("/"):
-            resolved.clear()
-        pending.extend(reversed(target.split("/")))
-    return "/".join(resolved)
+    from ..fs.safepath import resolve_parts
+
+    def too_many() -> TreeError:
+        return TreeError(f'"/{rel.strip("/")}": too many links')
+
+    return "/".join(resolve_parts(rel.split("/"), tree.lstat, tree.readlink, follow_final=follow_final,
+                                  too_many=too_many))
 
 
 def exists(tree, rel: str) -> bool:

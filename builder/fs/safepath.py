@@ -48,13 +48,13 @@ def clean_name(name: str) -> str:
     return "/".join(split_name(name))
 
 
-def resolve(root: str, parts: list[str], *, follow_final: bool = False, entry: str | None = None) -> str:
-    """The real location of ``parts`` below ``root``, with symlinks resolved inside ``root``.
+def resolve_parts(parts: list[str], lstat, readlink, *, follow_final: bool, too_many) -> list[str]:
+    """Chroot-style symlink resolution over any tree: the components of ``parts`` with every symlink
+    on the way resolved as if the tree's root were ``/`` (``..`` at the root stays there).
 
-    ``root`` must be an absolute path without symlinks (``os.path.realpath`` it once). Components that
-    do not exist yet are appended literally (they will be created there). The last component is
-    left as is unless ``follow_final`` (a tar entry replaces a symlink, it does not write through it).
-    ``entry`` names the tar entry in errors.
+    ``lstat(rel)`` / ``readlink(rel)`` look a '/'-joined relative path up in the tree. Components that
+    do not exist are appended literally (a lookup then fails, or creation happens there); the last one
+    is followed only with ``follow_final``. More than ``MAX_SYMLINKS`` links raise ``too_many()``.
     """
     resolved: list[str] = []            # components below root, each a real directory (or absent)
     pending = list(reversed(parts))     # a stack: the next component is pending[-1]
@@ -65,23 +65,18 @@ def resolve(root: str, parts: list[str], *, follow_final: bool = False, entry: s
         if part == "." or not part:
             continue
         if part == "..":
-            if resolved:                # chroot semantics: '..' at the root stays at the root
+            if resolved:
                 resolved.pop()
             missing = False             # back in a directory that exists: check components again
             continue
-        is_last = not pending
-        if missing or (is_last and not follow_final):
+        if missing or (not pending and not follow_final):
             resolved.append(part)
             continue
-        path = os.path.join(root, *resolved, part)
+        candidate = "/".join(resolved + [part])
         try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            missing = True
-            resolved.append(part)
-            continue
-        except NotADirectoryError:
-            # a regular file used as a directory: creation below it will fail with a clear error
+            st = lstat(candidate)
+        except (FileNotFoundError, NotADirectoryError):
+            # absent, or a regular file used as a directory: a lookup or creation below fails clearly
             missing = True
             resolved.append(part)
             continue
@@ -90,13 +85,30 @@ def resolve(root: str, parts: list[str], *, follow_final: bool = False, entry: s
             continue
         links += 1
         if links > MAX_SYMLINKS:
-            name = entry if entry is not None else "/".join(parts)
-            raise UnsafeLayerError(f"layer entry {name!r}: too many levels of symbolic links while resolving it "
-                                   f"inside the target", path=name)
-        target = os.readlink(path)
+            raise too_many()
+        target = readlink(candidate)
         if target.startswith("/"):
             resolved.clear()
         pending.extend(reversed(target.split("/")))
+    return resolved
+
+
+def resolve(root: str, parts: list[str], *, follow_final: bool = False, entry: str | None = None) -> str:
+    """The real location of ``parts`` below ``root``, with symlinks resolved inside ``root``.
+
+    ``root`` must be an absolute path without symlinks (``os.path.realpath`` it once). Components that
+    do not exist yet are appended literally (they will be created there). The last component is
+    left as is unless ``follow_final`` (a tar entry replaces a symlink, it does not write through it).
+    ``entry`` names the tar entry in errors.
+    """
+    def too_many() -> UnsafeLayerError:
+        name = entry if entry is not None else "/".join(parts)
+        return UnsafeLayerError(f"layer entry {name!r}: too many levels of symbolic links while resolving it "
+                                f"inside the target", path=name)
+
+    resolved = resolve_parts(parts, lambda rel: os.lstat(os.path.join(root, rel)),
+                             lambda rel: os.readlink(os.path.join(root, rel)), follow_final=follow_final,
+                             too_many=too_many)
     return os.path.join(root, *resolved) if resolved else root
 
 

@@ -101,6 +101,17 @@ def saved_images(root: Path, refs, out: Path) -> dict[str, dict]:
     return images
 
 
+def layer_text(image: dict, path: str) -> str:
+    """The content of ``path`` as the image's top-most layer holding it has it (a saved_images entry)."""
+    for data in reversed(image["layers"]):
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            try:
+                return tar.extractfile(tar.getmember(path)).read().decode()
+            except KeyError:
+                continue
+    raise KeyError(path)
+
+
 def _load_capture():
     """tools/capture-goldens as a module: the file trees here are normalised by the capture's own code."""
     path = REPO / "tools" / "capture-goldens"
@@ -505,13 +516,7 @@ def test_workdir_and_user_through_run(tmp_path, store):
     assert config["User"] == "root" and config["WorkingDir"] == "/"
 
     def text(path: str) -> str:
-        for data in reversed(image["layers"]):
-            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-                try:
-                    return tar.extractfile(tar.getmember(path)).read().decode()
-                except KeyError:
-                    continue
-        raise KeyError(path)
+        return layer_text(image, path)
 
     # WORKDIR: absolute, relative joined and cleaned; created by the USER of the time
     assert text("pwd-root.txt") == "/abs/dir/sub\n"

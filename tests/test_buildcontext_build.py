@@ -33,6 +33,7 @@ import pytest
 
 from image_fixtures import ok, pb
 from test_build_engine import build, built, image_tree, saved_images, step_states, store, write_context  # noqa: F401
+from test_build_engine_run import _wait_for
 
 NOOP = "#0 CACHED (nothing changed since the last identical build)"
 
@@ -403,21 +404,6 @@ def _start_from_stdin(root: Path, data: bytes) -> subprocess.Popen:
     return proc
 
 
-def _wait_for(proc: subprocess.Popen, text: bytes, timeout: float = 60) -> bytes:
-    import select
-    import time
-
-    seen = b""
-    deadline = time.monotonic() + timeout
-    while text not in seen:
-        left = deadline - time.monotonic()
-        assert left > 0 and proc.poll() is None, f"never saw {text!r}: {seen.decode(errors='replace')}"
-        ready, _, _ = select.select([proc.stderr], [], [], left)
-        if ready:
-            seen += os.read(proc.stderr.fileno(), 65536)
-    return seen
-
-
 @pytest.mark.parametrize("signal_name", ["SIGINT", "SIGKILL"])
 def test_an_interrupted_build_leaves_no_context_behind(tmp_path, store, signal_name):
     import signal
@@ -425,7 +411,7 @@ def test_an_interrupted_build_leaves_no_context_behind(tmp_path, store, signal_n
     data = _tar({"Dockerfile": "FROM busybox\nCOPY . /ctx/\nRUN echo context-is-open; sleep 30\n", "f.txt": "f"})
     proc = _start_from_stdin(store, data)
     try:
-        _wait_for(proc, b"context-is-open")
+        _wait_for(proc, b"context-is-open", timeout=60)
         assert [n for n in store_temp_entries(store) if n.startswith("context-")], "the tar is unpacked in tmp/"
         os.killpg(proc.pid, getattr(signal, signal_name))
         proc.communicate(timeout=30)

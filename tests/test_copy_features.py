@@ -24,6 +24,7 @@ import threading
 import pytest
 from test_build_engine import (
     build,
+    layer_text,
     built,
     image_tree,
     new_store,
@@ -69,13 +70,7 @@ def _e(tree, path) -> tuple:
 
 
 def _text(image, path: str) -> str:
-    for data in reversed(image["layers"]):
-        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-            try:
-                return tar.extractfile(tar.getmember(path)).read().decode()
-            except KeyError:
-                continue
-    raise KeyError(path)
+    return layer_text(image, path)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -24,9 +24,9 @@ import threading
 import pytest
 from test_build_engine import (
     build,
-    layer_text,
     built,
     image_tree,
+    layer_text,
     new_store,
     saved_images,
     step_states,
@@ -140,6 +140,28 @@ def test_link_builds_an_independent_layer(tmp_path, store):
     assert set(link_layer) == {"tmp", "tmp/sub", "tmp/sub/a.txt"}
     second = {e["path"]: e for e in layer_tree(layers[-2])}
     assert second["via-link"]["type"] == "dir" and "via-link/a.txt" in second
+
+
+def test_link_layer_is_reused_when_an_earlier_step_changes(tmp_path, store):
+    """The point of ``--link``: its layer does not depend on the steps before it, so changing an
+    earlier RUN rebuilds that RUN but takes the same --link layer from the cache (and the steps after
+    it run again on the new parent); without --link the COPY runs again."""
+    files = {"big.txt": "payload\n" * 1000}
+    dockerfile = "FROM busybox\nRUN echo {v} > /v.txt\nCOPY {link}big.txt /data/\nRUN cat /v.txt /data/big.txt | wc -l > /n\n"
+    for n, link in enumerate(("--link ", "")):
+        ctx = write_context(tmp_path / f"ctx{n}", dockerfile.format(v=f"{n}-1", link=link), files)
+        first = built(build(store, ctx, "-t", "link-reuse:1"))[0]
+        (ctx / "Dockerfile").write_text(dockerfile.format(v=f"{n}-2", link=link))
+        second, progress = built(build(store, ctx, "-t", "link-reuse:2"))
+        states = step_states(progress)
+        assert states[f"RUN echo {n}-2 > /v.txt"] == "DONE"
+        assert states[f"COPY {link}big.txt /data/"] == ("CACHED" if link else "DONE"), progress
+        assert states["RUN cat /v.txt /data/big.txt | wc -l > /n"] == "DONE"
+        assert first != second
+        image = saved_images(store, ["link-reuse:1", "link-reuse:2"], tmp_path / f"l{len(link)}.tar")
+        assert _text(image["link-reuse:2"], "n").strip() == "1001"
+        if link:   # the very same layer under two different parents
+            assert image["link-reuse:1"]["layers"][-2] == image["link-reuse:2"]["layers"][-2]
 
 
 def test_copy_from_stage_keeps_owners_and_resolves_links_inside(tmp_path, store):

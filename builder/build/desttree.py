@@ -51,12 +51,9 @@ class DestTree:
 
     def read_text(self, rel: str) -> str | None:
         """A file of the merged view (``/etc/passwd`` for --chown), symlinks resolved inside the root."""
-        real = self.resolve(rel)
-        st = self.lstat(real)
-        if st is None or not stat.S_ISREG(st.st_mode):
-            return None
-        with open(self.merged.host_path(real), encoding="utf-8", errors="replace") as fh:
-            return fh.read(10 << 20)
+        from .sources import read_text
+
+        return read_text(self.merged, rel.lstrip("/"))
 
     # -- writing --------------------------------------------------------------------------------
 

@@ -67,6 +67,9 @@ class ExecOptions:
     shm_size: int | None = None
 
 
+_LINK_BASE = "sha256:" + hashlib.sha256(b"pybuild: an empty tree for COPY --link").hexdigest()
+
+
 def _digest_json(value) -> str:
     data = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
     return "sha256:" + hashlib.sha256(data).hexdigest()
@@ -113,10 +116,13 @@ class StageExecutor:
             if step.needs_layer:
                 with self._located(instruction):
                     inputs = self._inputs(step, config)
-                key = cachekey.plan_key(key, step, inputs=inputs)
+                layer_key = self._link_key(step, config, inputs)
+                key = cachekey.plan_key(key, step, inputs={"layer": layer_key} if layer_key else inputs)
                 event = StepEvent(stage.display_name, index, len(work), text)
                 started = time.monotonic()
                 entry = self.store.build_cache.get(key) if use_cache else None
+                if entry is None and layer_key and use_cache:
+                    entry = self.store.build_cache.get(layer_key)   # the same --link layer, on another parent
                 if entry is not None and (entry.diff_id is None or self._layer_usable(entry.diff_id)):
                     diff_id = entry.diff_id
                     self.store.build_cache.touch(key)
@@ -127,6 +133,8 @@ class StageExecutor:
                         diff_id = self._execute(step, config, instruction, event)
                     size = self.store.get_layer(diff_id).size if diff_id else 0
                     entry = self.store.build_cache.put(key, diff_id, size)
+                    if layer_key:
+                        self.store.build_cache.put(layer_key, diff_id, size)
                     event = replace(event, status="done")
                 event.seconds = time.monotonic() - started
                 self.options.on_event(event)
@@ -181,6 +189,26 @@ class StageExecutor:
             inputs["sources"] = source_digest(instruction, tree_for=self._tree, cache=self._stat_cache(),
                                               reads=self.reads, url_digest=self._url_digest)
         return inputs
+
+    def _link_key(self, step: StepPlan, config, inputs: dict) -> str:
+        """The key of a ``COPY --link`` layer, which BuildKit builds on an empty tree and rebases: it
+        leaves out the parent step, so a changed earlier step reuses the layer. What the layer still
+        depends on of the image below: WORKDIR (a relative destination) and, for ``--chown`` names,
+        the ids they resolve to there. "" for other steps (and --link with --chmod, which BuildKit
+        copies in place)."""
+        instruction = step.instruction
+        if type(instruction) not in (ins.CopyInstruction, ins.AddInstruction) or not instruction.link \
+                or instruction.chmod:
+            return ""
+        below = {"workdir": config.config.working_dir or "/"}
+        if instruction.chown:
+            from .copystep import resolve_chown
+            from .sources import LayeredTree, read_text
+
+            image = LayeredTree(self._lowers(config), description="image")
+            with self._located(instruction):
+                below["chown"] = list(resolve_chown(instruction.chown, lambda rel: read_text(image, rel)))
+        return cachekey.plan_key(_LINK_BASE, step, inputs={**inputs, "below": _digest_json(below)})
 
     # -- what COPY/ADD read -------------------------------------------------------------------------
 

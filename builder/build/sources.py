@@ -253,6 +253,20 @@ def resolve(tree, rel: str, *, follow_final: bool = True) -> str:
                                   too_many=too_many))
 
 
+def read_text(tree, rel: str) -> str | None:
+    """A regular file's text (``/etc/passwd`` for ``--chown``), symlinks resolved inside the tree;
+    None when it is missing or no regular file."""
+    real = resolve(tree, rel)
+    try:
+        st = tree.lstat(real)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    with open(tree.host_path(real), encoding="utf-8", errors="replace") as fh:
+        return fh.read(10 << 20)      # a passwd file, not whatever huge file a link points to
+
+
 def exists(tree, rel: str) -> bool:
     try:
         tree.lstat(rel)

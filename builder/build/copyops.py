@@ -175,7 +175,7 @@ class Copier:
             if not overwrite:
                 copy_info, restore_time = created, not created
         else:
-            path = self.dest.prepare(target)
+            path = self.dest.prepare(target, absent=target_st is None)
             if stat.S_ISREG(st.st_mode):
                 self._file(src, path, st)
             elif stat.S_ISLNK(st.st_mode):
@@ -234,7 +234,7 @@ class Copier:
                 os.link(first, path)
                 return
             self.inodes[key] = path
-        copy_file(self.tree.host_path(src), path, st.st_size, self.report)
+        copy_file(self.tree.host_path(src), path, st.st_size, self.report, st.st_blocks)
 
     def _file_info(self, src: str, st: os.stat_result, target: str) -> None:
         path = self.dest.upper_path(target)
@@ -257,7 +257,7 @@ class Copier:
         os.utime(path, ns=times, follow_symlinks=False)
 
 
-def copy_file(src: str, dst: str, size: int, report=None) -> None:
+def copy_file(src: str, dst: str, size: int, report=None, blocks: int | None = None) -> None:
     """File content by copy_file_range (sendfile, then read/write, where the kernel refuses).
 
     A sparse source keeps its holes (only the data ranges are copied): the bytes are the same as
@@ -267,8 +267,9 @@ def copy_file(src: str, dst: str, size: int, report=None) -> None:
     try:
         fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
-            st = os.fstat(fin)
-            if size and st.st_blocks * 512 < size:
+            if blocks is None:
+                blocks = os.fstat(fin).st_blocks
+            if size and blocks * 512 < size:
                 if _copy_sparse(fin, fout, size, report):
                     return
                 os.lseek(fin, 0, os.SEEK_SET)

@@ -31,6 +31,9 @@ class DestTree:
     # -- reading --------------------------------------------------------------------------------
 
     def upper_path(self, rel: str) -> str:
+        if rel and rel[0] != "/" and rel[-1] != "/" and "//" not in rel and "/./" not in rel \
+                and not rel.startswith("./") and rel != ".":
+            return f"{self.upper}/{rel}"          # already clean: the common case, kept cheap
         parts = split(rel)
         return os.path.join(self.upper, *parts) if parts else self.upper
 
@@ -95,13 +98,15 @@ class DestTree:
         else:
             os.unlink(target)
 
-    def prepare(self, rel: str) -> str:
-        """The upper path where a new entry at ``rel`` is created: parents copied up, old entry gone."""
+    def prepare(self, rel: str, *, absent: bool = False) -> str:
+        """The upper path where a new entry at ``rel`` is created: parents copied up, old entry gone
+        (``absent``: the caller has just looked, the merged view has nothing there)."""
         if not self._under_fresh(rel):
             parent = rel.rpartition("/")[0]
             if parent:
                 self.copy_up(parent)
-        self.clear(rel)
+        if not absent:
+            self.clear(rel)
         return self.upper_path(rel)
 
     def mkdir(self, rel: str, mode: int) -> str:

@@ -73,6 +73,9 @@ class DirectoryTree:
         self._visible_dirs: dict[str, bool] = {}
 
     def _path(self, rel: str) -> str:
+        if rel and rel[0] != "/" and rel[-1] != "/" and "//" not in rel and "/./" not in rel \
+                and not rel.startswith("./") and rel != ".":
+            return f"{self.root}/{rel}"          # already clean: the common case, kept cheap
         parts = split(rel)
         return os.path.join(self.root, *parts) if parts else self.root
 

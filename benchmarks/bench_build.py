@@ -70,6 +70,16 @@ class PyBuild:
                        cwd=REPO, env=self.env(), stdout=subprocess.DEVNULL)
         subprocess.run(PYBUILD + ["load", "-i", str(self.debian)], check=True, cwd=REPO, env=self.env(),
                        stdout=subprocess.DEVNULL)
+        # `load` keeps layers as blobs and unpacks them on first use; buildah and docker unpack when they
+        # pull, so "base present" means unpacked for pybuild too
+        warm = self.work / "warm"
+        warm.mkdir(exist_ok=True)
+        (warm / "Dockerfile").write_text("".join(f"FROM {base}\n" for base in reversed(BASES)) +
+                                         "COPY --from=0 /etc/os-release /x\n")
+        subprocess.run(PYBUILD + ["build", "-q", str(warm)], check=True, cwd=REPO, env=self.env(),
+                       stdout=subprocess.DEVNULL)
+        subprocess.run(PYBUILD + ["builder", "prune", "-af"], check=True, cwd=REPO, env=self.env(),
+                       stdout=subprocess.DEVNULL)
 
     def build(self, context: Path, tag: str) -> float:
         return run(PYBUILD + ["build", "-q", "-t", tag, str(context)], env=self.env(), cwd=REPO)

@@ -29,7 +29,7 @@ ANCHORS = REPO.parent / "shared" / "anchors"
 PYBUILD = [sys.executable, "-m", "builder.cli"]
 DOCKER = ["/usr/bin/docker", "-H", "unix:///run/anchor-docker.sock"]
 CHANGED = {"hello": "greeting.txt", "multistage": "params.txt", "bigfile": "big.bin",
-           "manyfiles": "files/d00/f000.txt"}
+           "manyfiles": "files/d00/f000.txt", "apt": "app.py", "cachemount": "input.txt"}
 BASES = ("localhost:5000/busybox:latest", "localhost:5000/debian:bookworm-slim")
 DEBIAN = BASES[1]
 ANCHOR_DEBIAN_ARCHIVE = Path("/var/lib/anchor-images/debian.docker.tar")

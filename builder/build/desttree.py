@@ -15,7 +15,7 @@ import os
 import shutil
 import stat
 
-from .sources import LayeredTree, resolve, split
+from .sources import LayeredTree, host_join, resolve, split
 
 _OPAQUE = "trusted.overlay.opaque"
 
@@ -31,11 +31,7 @@ class DestTree:
     # -- reading --------------------------------------------------------------------------------
 
     def upper_path(self, rel: str) -> str:
-        if rel and rel[0] != "/" and rel[-1] != "/" and "//" not in rel and "/./" not in rel \
-                and not rel.startswith("./") and rel != ".":
-            return f"{self.upper}/{rel}"          # already clean: the common case, kept cheap
-        parts = split(rel)
-        return os.path.join(self.upper, *parts) if parts else self.upper
+        return host_join(self.upper, rel)
 
     def _under_fresh(self, rel: str) -> bool:
         parent = rel.rpartition("/")[0]

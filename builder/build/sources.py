@@ -36,6 +36,15 @@ def split(rel: str) -> list[str]:
     return [p for p in rel.split("/") if p and p != "."]
 
 
+def host_join(root: str, rel: str) -> str:
+    """``rel`` (a tree path) below the host directory ``root``."""
+    if rel and rel[0] != "/" and rel[-1] != "/" and "//" not in rel and "/./" not in rel \
+            and not rel.startswith("./") and rel != ".":
+        return f"{root}/{rel}"          # already clean: the common case, kept cheap
+    parts = split(rel)
+    return os.path.join(root, *parts) if parts else root
+
+
 def join(parent: str, name: str) -> str:
     return f"{parent}/{name}" if parent else name
 
@@ -73,11 +82,7 @@ class DirectoryTree:
         self._visible_dirs: dict[str, bool] = {}
 
     def _path(self, rel: str) -> str:
-        if rel and rel[0] != "/" and rel[-1] != "/" and "//" not in rel and "/./" not in rel \
-                and not rel.startswith("./") and rel != ".":
-            return f"{self.root}/{rel}"          # already clean: the common case, kept cheap
-        parts = split(rel)
-        return os.path.join(self.root, *parts) if parts else self.root
+        return host_join(self.root, rel)
 
     def _excluded(self, rel: str) -> bool:
         return bool(rel) and self.ignore is not None and self.ignore.matches(rel)

@@ -11,7 +11,6 @@ import threading
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from . import gc as gc_mod
 from . import leases as leases_mod
 from . import tempfiles
 from .buildcache import BuildCache
@@ -216,8 +215,10 @@ class Store:
     # -- maintenance -----------------------------------------------------------------------------
 
     def gc(self, prune_dangling: bool = False, *, dry_run: bool = False,
-           timeout: float | None = None) -> gc_mod.GCResult:
+           timeout: float | None = None) -> "gc_mod.GCResult":
         """Delete what no root reaches (untagged images too with ``prune_dangling``); see ``cache.gc``."""
+        from . import gc as gc_mod   # lazy: builds and image commands do not collect
+
         return gc_mod.collect(self, prune_dangling=prune_dangling, dry_run=dry_run, timeout=timeout)
 
     def disk_usage(self) -> DiskUsage:

@@ -20,12 +20,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
-import subprocess
-import tarfile
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from urllib.parse import parse_qs, unquote, urlsplit
+
+# tarfile, subprocess, shutil, email are imported where used: a COPY of local files (the hot path of
+# a rebuild) loads this module only to tell a URL or git source from a path.
 
 from .copyops import CopyError
 
@@ -82,6 +81,8 @@ def url_filename(url: str) -> str:
 
 def download(url: str, directory: str, *, checksum: str = "", report=None) -> tuple[str, str]:
     """Fetch ``url`` into ``directory`` under its file name; (path, "sha256:...") of the file."""
+    from email.utils import parsedate_to_datetime
+
     import httpx
 
     name = url_filename(url)
@@ -125,6 +126,8 @@ def check_checksum_syntax(checksum: str) -> None:
 
 
 def _git(args: list[str], cwd: str | None = None) -> str:
+    import subprocess
+
     env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_CONFIG_NOSYSTEM="1", HOME="/nonexistent",
                GIT_PROTOCOL_FROM_USER="0", LC_ALL="C")
     result = subprocess.run(["git", "-c", "protocol.file.allow=always", *args], cwd=cwd, env=env,
@@ -159,6 +162,8 @@ def resolve_commit(ref: GitRef) -> str:
 
 def checkout(ref: GitRef, commit: str, directory: str, *, keep_git_dir: bool) -> str:
     """The files of ``commit`` in ``directory`` (the repository's ``subdir`` path returned)."""
+    import shutil
+
     _git(["init", "-q", directory])
     _git(["remote", "add", "origin", ref.remote], cwd=directory)
     try:
@@ -177,6 +182,8 @@ def checkout(ref: GitRef, commit: str, directory: str, *, keep_git_dir: bool) ->
 
 def is_archive(path: str) -> bool:
     """BuildKit's ``isArchivePath``: a regular file whose (decompressed) start is a tar header."""
+    import tarfile
+
     from ..fs.compress import open_decompressed
 
     try:
@@ -225,6 +232,8 @@ def _has_hardlinks(directory: str) -> bool:
 def _hardlink_headers(path: str, directory: str) -> None:
     """Docker's untar gives a hardlink's inode the owner and mode of the hardlink's own header
     (the last one wins); the unpacker keeps the first file's. Apply them as Docker does."""
+    import tarfile
+
     from ..fs.compress import open_decompressed
     from ..fs.safepath import safe_join
 

@@ -226,3 +226,26 @@ def test_named_contexts_replace_stages_and_images(tmp_path, store):
     listing = _run(store, "ms-named:1", "/bin/busybox", "find", "/", "-xdev", "-type", "f")
     mounted = {"/etc/hosts", "/etc/resolv.conf", "/etc/hostname"}   # the runtime's bind mounts
     assert sorted(set(listing.split()) - mounted) == ["/bin/busybox", "/y.txt"]
+
+
+def test_onbuild_copy_from_a_stage_makes_it_a_dependency(tmp_path, store):
+    """A trigger's ``COPY --from`` (from the base stage's ONBUILD, or a base image's) makes the named
+    stage a dependency of the stage that runs the trigger, as BuildKit re-resolves after triggers."""
+    ctx = write_context(tmp_path / "ctx", (
+        "FROM busybox AS maker\n"
+        "RUN echo made > /made.txt\n"
+        "FROM busybox AS base\n"
+        "ONBUILD COPY --from=maker /made.txt /from-trigger.txt\n"
+        "FROM base\n"
+        "RUN cat /from-trigger.txt\n"))
+    built(build(store, ctx, "-t", "ms-onbuild-stage:1"))
+    assert _run(store, "ms-onbuild-stage:1", "cat", "/from-trigger.txt") == "made\n"
+    # the same trigger stored in an image: a later Dockerfile FROM it needs its own "maker" stage
+    base_ctx = write_context(tmp_path / "base", "FROM busybox\nONBUILD COPY --from=maker /made.txt /t.txt\n")
+    built(build(store, base_ctx, "-t", "ms-onbuild-image:1"))
+    ctx2 = write_context(tmp_path / "ctx2", (
+        "FROM busybox AS maker\n"
+        "RUN echo from the image trigger > /made.txt\n"
+        "FROM ms-onbuild-image:1\n"))
+    built(build(store, ctx2, "-t", "ms-onbuild-image:2"))
+    assert _run(store, "ms-onbuild-image:2", "cat", "/t.txt") == "from the image trigger\n"

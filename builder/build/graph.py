@@ -82,10 +82,31 @@ def _from_values(instruction) -> list[str]:
     return []
 
 
+def _triggers(dockerfile: ins.Dockerfile, stage: ins.Stage, base: Source, image_triggers) -> tuple:
+    """The ONBUILD triggers a stage will run (its base stage's ONBUILD instructions, or its base
+    image's), parsed: a trigger's ``COPY --from`` is a dependency of the stage that runs it."""
+    if base.kind == "stage":
+        expressions = [i.expression for i in dockerfile.stages[base.index].instructions
+                       if type(i) is ins.OnbuildInstruction]
+    elif base.kind == "external" and image_triggers is not None:
+        expressions = list(image_triggers(base.name))
+    else:
+        return ()
+    if not expressions:
+        return ()
+    from ..dockerfile.evaluate import parse_onbuild_triggers
+
+    try:
+        return parse_onbuild_triggers(expressions, stage.from_.span, dockerfile.filename)
+    except DockerfileError:
+        return ()       # reported where the stage starts, with the full context
+
+
 def stage_graph(dockerfile: ins.Dockerfile, base_names: list[str], target_index: int,
-                named_contexts=()) -> StageGraph:
+                named_contexts=(), image_triggers=None) -> StageGraph:
     """Build the graph. ``base_names[i]`` is stage i's expanded FROM name; ``named_contexts`` the
-    names given with ``--build-context`` (they replace a stage or image of the same name)."""
+    names given with ``--build-context`` (they replace a stage or image of the same name);
+    ``image_triggers(name)`` the ONBUILD expressions of a base image (() when unknown)."""
     named = {n.lower() for n in named_contexts}
     by_name: dict[str, int] = {}
     nodes = []
@@ -108,7 +129,8 @@ def stage_graph(dockerfile: ins.Dockerfile, base_names: list[str], target_index:
             all_names.setdefault(stage.name, stage.index)
     for stage in dockerfile.stages:
         uses = []
-        for instruction in stage.instructions:
+        triggers = _triggers(dockerfile, stage, nodes[stage.index].base, image_triggers)
+        for instruction in (*triggers, *stage.instructions):
             for value in _from_values(instruction):
                 if type(instruction) is ins.CopyInstruction and "$" in value:
                     raise _located(DockerfileError(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from ..errors import ImageNotFound, UsageError
+from ..errors import ImageError, ImageNotFound, UsageError
 from . import cachekey
 from .executor import ExecOptions, StageExecutor
 
@@ -59,7 +59,8 @@ def build(store, request: BuildRequest) -> BuildResult:
             raise UsageError(f"target stage {request.target!r} could not be found")
         target_index = found.index
     resolved = [resolve_from(stage, ctx.eval.global_args, ctx.eval.lexer) for stage in stages]
-    graph = stage_graph(dockerfile, [r.base_name for r in resolved], target_index, request.named_contexts)
+    graph = stage_graph(dockerfile, [r.base_name for r in resolved], target_index, request.named_contexts,
+                        image_triggers=lambda name: _image_triggers(store, request, name))
     options = request.options
     offsets, position = {}, 0
     for index in graph.needed:
@@ -101,6 +102,20 @@ def build(store, request: BuildRequest) -> BuildResult:
     if not request.named_contexts:
         _remember(store, request, image_id, sources.bases, executor.reads)
     return BuildResult(image_id, names)
+
+
+def _image_triggers(store, request: BuildRequest, name: str) -> tuple:
+    """A local base image's ONBUILD triggers (none for one not in the store: that is reported
+    where the stage starts)."""
+    from ..images.service import load_config, resolve_image
+
+    if name.lower() in {n.lower() for n in request.named_contexts}:
+        return ()
+    try:
+        image_id, _ = resolve_image(store, name)
+        return tuple(load_config(store, image_id).config.on_build)
+    except ImageError:
+        return ()
 
 
 def _stage_base(sources, dockerfile, stage, name: str):

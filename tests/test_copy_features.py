@@ -369,3 +369,29 @@ def test_big_file_copy_reports_progress(tmp_path):
         TRANSFER.reset(token)
     assert sum(heard) == 40 << 20
     assert dst.read_bytes() == src.read_bytes()
+
+
+def test_directory_trees_copied_in_parallel_keep_hardlinks_and_attributes(tmp_path, store):
+    """A source directory's subdirectories are written by several threads: hardlinks between two
+    subdirectories stay one inode (a hardlink entry in the layer), every file and directory keeps its
+    mode, and nothing is missing."""
+    ctx = tmp_path / "ctx"
+    for d in range(12):
+        sub = ctx / "tree" / f"d{d:02d}"
+        sub.mkdir(parents=True)
+        for f in range(30):
+            (sub / f"f{f:02d}").write_text(f"{d}-{f}\n")
+        os.chmod(sub / "f00", 0o750)
+        os.chmod(sub, 0o710)
+    os.link(ctx / "tree" / "d00" / "f05", ctx / "tree" / "d11" / "linked")
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY tree/ /tree/\n")
+    image = _image(store, ctx, tmp_path)
+    tree = image["tree"]
+    entries = [p for p, e in tree.items() if p.startswith("tree/") and e["type"] in ("file", "hardlink")]
+    assert len(entries) == 12 * 30 + 1
+    link = tree["tree/d11/linked"]
+    assert link["type"] == "hardlink" and link["link"].endswith("tree/d00/f05"), link
+    for d in range(12):
+        assert _e(tree, f"tree/d{d:02d}")[:2] == ("dir", "0710")
+        assert _e(tree, f"tree/d{d:02d}/f00")[:2] == ("file", "0750")
+    assert _text(image, "tree/d07/f29") == "7-29\n"

@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
+import threading
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -134,11 +135,14 @@ def follow_source(tree, path: str) -> tuple[str, os.stat_result]:
 class Copier:
     """One source's copy (fsutil's copier): keeps the hardlink map of that source."""
 
-    def __init__(self, tree, dest, options: CopyOptions):
+    def __init__(self, tree, dest, options: CopyOptions, *, workers: int | None = None, inodes=None,
+                 inodes_lock=None):
         self.tree = tree
         self.dest = dest
         self.options = options
-        self.inodes: dict[tuple[int, int], str] = {}
+        self.workers = workers          # threads for the top directory's subdirectories (None: this thread)
+        self.inodes: dict[tuple[int, int], str] = {} if inodes is None else inodes
+        self.inodes_lock = inodes_lock or threading.Lock()
         self.pending_parents: list[list] = []      # [src, dst, copied] of dirs created only when needed
         self.report = TRANSFER.get()
 
@@ -197,11 +201,49 @@ class Copier:
         try:
             if excluded and not getattr(self.options.exclude, "has_exceptions", True):
                 return False
-            for name in self.tree.listdir(src):
-                self.copy(join(src, name), join(components, name), join(target, name), True)
+            names = self.tree.listdir(src)
+            if self.workers is not None and self.options.include is None and self.options.exclude is None:
+                self._subdirectories_in_parallel(src, components, target, names)
+            else:
+                for name in names:
+                    self.copy(join(src, name), join(components, name), join(target, name), True)
         finally:
             self.pending_parents.pop()
         return created
+
+    def _subdirectories_in_parallel(self, src, components, target, names) -> None:
+        """The entries of the top directory: files here, each subdirectory's tree in a worker thread.
+
+        Creating many files is kernel work (inode allocation, directory updates) that overlaps across
+        CPUs when the files go to different directories (in one directory they contend for its lock),
+        and the threads release the GIL in every syscall. Only for plain copies (no --parents or
+        --exclude patterns, whose bookkeeping follows the walk); hardlinks share one locked map.
+        """
+        subdirs = []
+        for name in names:
+            child = join(src, name)
+            if stat.S_ISDIR(self.tree.lstat(child).st_mode):
+                subdirs.append(name)
+            else:
+                self.copy(child, join(components, name), join(target, name), True)
+        if len(subdirs) < 2:
+            for name in subdirs:
+                self.copy(join(src, name), join(components, name), join(target, name), True)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(name: str) -> None:
+            worker = Copier(self.tree, self.dest, self.options, inodes=self.inodes, inodes_lock=self.inodes_lock)
+            worker.pending_parents = list(self.pending_parents)
+            worker.report = self.report          # a context variable: not inherited by the thread
+            worker.copy(join(src, name), join(components, name), join(target, name), True)
+
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="copy") as pool:
+            jobs = [pool.submit(one, name) for name in subdirs]
+            errors = [job.exception() for job in jobs]
+        first = next((e for e in errors if e is not None), None)
+        if first is not None:
+            raise first
 
     def _directory_only(self, target: str, st, target_st, overwrite: bool) -> bool:
         if target_st is None:
@@ -229,11 +271,14 @@ class Copier:
     def _file(self, src: str, path: str, st: os.stat_result) -> None:
         if st.st_nlink > 1:
             key = (st.st_dev, st.st_ino)
-            first = self.inodes.get(key)
-            if first is not None:
-                os.link(first, path)
-                return
-            self.inodes[key] = path
+            with self.inodes_lock:     # the first copy of an inode is written before its links are made
+                first = self.inodes.get(key)
+                if first is not None:
+                    os.link(first, path)
+                    return
+                self.inodes[key] = path
+                copy_file(self.tree.host_path(src), path, st.st_size, self.report, st.st_blocks)
+            return
         copy_file(self.tree.host_path(src), path, st.st_size, self.report, st.st_blocks)
 
     def _file_info(self, src: str, st: os.stat_result, target: str) -> None:
@@ -385,4 +430,5 @@ def copy_source(tree, source_path: str, dest, dest_path: str, options: CopyOptio
             dest.mkdir_all(parent, dir_mode, options.chown, options.utime_ns)
     except NotADirectoryError as err:
         raise CopyError(f"mkdir {err.filename}: not a directory") from None
-    Copier(tree, dest, options).copy(real, "", target, False)
+    workers = min(4, os.cpu_count() or 1)
+    Copier(tree, dest, options, workers=workers if workers > 1 else None).copy(real, "", target, False)

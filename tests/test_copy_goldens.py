@@ -20,6 +20,7 @@ import sys
 import tarfile
 
 import pytest
+from builder.fs.compress import Prefixed
 from helpers import REPO
 from image_fixtures import pb
 from test_build_engine import (
@@ -53,25 +54,13 @@ def saved_layer_trees(root, ref: str) -> list[list[dict]]:
             elif member.isfile() and (member.name.endswith("layer.tar") or member.name.startswith("blobs/")):
                 data = tar.extractfile(member)
                 head = data.read(512)
-                rest = _Prefixed(head, data)
+                rest = Prefixed(head, data)
                 try:
                     trees[member.name] = capture.layer_tree_stream(rest)
                 except tarfile.TarError:
                     continue
     assert proc.wait() == 0
     return [trees[name] for name in manifest[0]["Layers"]]
-
-
-class _Prefixed:
-    def __init__(self, head, rest):
-        self.head, self.rest = head, rest
-
-    def read(self, size=-1):
-        if self.head:
-            out, self.head = (self.head, b"") if size < 0 or size >= len(self.head) else \
-                (self.head[:size], self.head[size:])
-            return out
-        return self.rest.read(size)
 
 
 def pb_argv(root) -> list[str]:

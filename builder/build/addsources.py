@@ -184,17 +184,12 @@ def is_archive(path: str) -> bool:
     """BuildKit's ``isArchivePath``: a regular file whose (decompressed) start is a tar header."""
     import tarfile
 
-    from ..fs.compress import open_decompressed
+    from ..fs.compress import open_decompressed, read_up_to
 
     try:
         with open(path, "rb") as fh:
             reader, _ = open_decompressed(fh)
-            head = b""
-            while len(head) < 512:
-                more = reader.read(512 - len(head))
-                if not more:
-                    break
-                head += more
+            head = read_up_to(reader, 512)
     except Exception:  # noqa: BLE001  (any corrupt stream is simply not an archive)
         return False
     if len(head) < 512:

@@ -29,32 +29,12 @@ def is_archive(head: bytes) -> bool:
     return True
 
 
-class Peeked:
-    """A reader whose first bytes were already read (to classify it) and are served again."""
-
-    def __init__(self, head: bytes, rest):
-        self.head = head
-        self.rest = rest
-
-    def read(self, size: int = -1) -> bytes:
-        if self.head:
-            if size is None or size < 0:
-                data, self.head = self.head + self.rest.read(), b""
-                return data
-            data, self.head = self.head[:size], self.head[size:]
-            return data
-        return self.rest.read(size)
-
-
-def peek(stream, size: int = HEAD_SIZE) -> tuple[bytes, Peeked]:
+def peek(stream, size: int = HEAD_SIZE):
     """The first ``size`` bytes of ``stream`` (fewer at its end) and a reader of all of it."""
-    head = b""
-    while len(head) < size:
-        more = stream.read(size - len(head))
-        if not more:
-            break
-        head += more
-    return head, Peeked(head, stream)
+    from ..fs.compress import Prefixed, read_up_to
+
+    head = read_up_to(stream, size)
+    return head, Prefixed(head, stream)
 
 
 def extract(stream, dest: str, *, what: str) -> None:

@@ -211,7 +211,18 @@ def compressor(kind: str, out: Writer, *, level: int | None = None, threads: int
 # Readers
 # ------------------------------------------------------------------------------------------------
 
-class _Prefixed:
+def read_up_to(inp: Reader, size: int) -> bytes:
+    """The first ``size`` bytes of ``inp`` (fewer only at its end), however the reads come back."""
+    head = b""
+    while len(head) < size:
+        more = inp.read(size - len(head))
+        if not more:
+            break
+        head += more
+    return head
+
+
+class Prefixed:
     """``head`` (bytes already read to sniff the format) followed by the rest of ``inp``."""
 
     def __init__(self, head: bytes, inp: Reader):
@@ -342,11 +353,6 @@ def open_decompressed(inp: Reader, compression: str | None = None) -> tuple[Read
     """``(reader of the plain bytes, compression)``; ``compression=None`` detects it from magic bytes."""
     if compression is not None:
         return decompressor(compression, inp), compression
-    head = b""
-    while len(head) < MAGIC_LENGTH:
-        more = inp.read(MAGIC_LENGTH - len(head))
-        if not more:
-            break
-        head += more
+    head = read_up_to(inp, MAGIC_LENGTH)
     kind = detect(head)
-    return decompressor(kind, _Prefixed(head, inp)), kind
+    return decompressor(kind, Prefixed(head, inp)), kind

@@ -55,9 +55,11 @@ class BuildCache:
             raise RecordError(f"build cache entry {path} is not readable: {err}", str(path)) from None
         return entry
 
-    def put(self, key: str, diff_id: str | None, size: int = 0) -> CacheEntry:
+    def put(self, key: str, diff_id: str | None, size: int = 0, *, created: float | None = None) -> CacheEntry:
+        """Record a step's layer; ``created`` keeps the time of an entry made elsewhere (a remote
+        cache), since a layer's history date is when it was made."""
         now = time.time()
-        entry = CacheEntry(key, diff_id, now, now, size)
+        entry = CacheEntry(key, diff_id, now if created is None else created, now, size)
         atomic_write(self._path(key), json.dumps(entry.to_json()).encode(), self.tmp)
         return entry
 

@@ -65,6 +65,8 @@ class ExecOptions:
     extra_hosts: tuple = ()
     ulimits: tuple = ()
     shm_size: int | None = None
+    # --cache-from: remotecache.CacheImports consulted on a local cache miss (None: none given)
+    cache_from: object = None
 
 
 _LINK_BASE = "sha256:" + hashlib.sha256(b"pybuild: an empty tree for COPY --link").hexdigest()
@@ -94,6 +96,7 @@ class StageExecutor:
         self.context_dir = context_dir
         self.options = options
         self.reads: list = []   # lstat of every context path read (the no-op rebuild memo)
+        self.cache_records: dict = {}   # stage index -> [cacheformat.CacheRecord] (--cache-to)
 
     def run(self, stage: ins.Stage, *, base_image=None, base_key: str, parent: StagePlan | None = None
             ) -> tuple[StagePlan, str]:
@@ -123,7 +126,11 @@ class StageExecutor:
                 entry = self.store.build_cache.get(key) if use_cache else None
                 if entry is None and layer_key and use_cache:
                     entry = self.store.build_cache.get(layer_key)   # the same --link layer, on another parent
-                if entry is not None and (entry.diff_id is None or self._layer_usable(entry.diff_id)):
+                usable = entry is not None and (entry.diff_id is None or self._layer_usable(entry.diff_id))
+                if not usable and use_cache and self.options.cache_from is not None:   # --cache-from
+                    restored = self.options.cache_from.restore(key, layer_key, warn=self._warner(event))
+                    entry, usable = (restored, True) if restored is not None else (entry, False)
+                if usable:
                     diff_id = entry.diff_id
                     self.store.build_cache.touch(key)
                     event.status = "cached"
@@ -138,6 +145,7 @@ class StageExecutor:
                     event = replace(event, status="done")
                 event.seconds = time.monotonic() - started
                 self.options.on_event(event)
+                self._record(stage, key, layer_key, diff_id, entry.created)
                 if diff_id is None:
                     config = step.config.with_history(replace(step.history, empty_layer=True)) \
                         if step.history is not None else step.config
@@ -156,6 +164,20 @@ class StageExecutor:
             state = step.state
             steps.append(step)
         return StagePlan(stage, start, tuple(steps), config, state), key
+
+    def _record(self, stage, key: str, layer_key: str, diff_id: str | None, created: float) -> None:
+        """Remember a step's cache entry for ``--cache-to`` (per stage, in step order)."""
+        from .cacheformat import CacheRecord
+
+        records = self.cache_records.setdefault(stage.index, [])
+        records.append(CacheRecord(key, diff_id, created))
+        if layer_key:
+            records.append(CacheRecord(layer_key, diff_id, created))
+
+    def _warner(self, event: StepEvent):
+        """A warning shown under the step (a remote cache layer that could not be used)."""
+        return lambda message: self.options.on_event(replace(event, status="output",
+                                                             output=f"warning: {message}\n".encode()))
 
     @contextmanager
     def _located(self, instruction):

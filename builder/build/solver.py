@@ -28,6 +28,7 @@ class BuildRequest:
     ignore: object = None                                   # IgnoreRules of the main context, or None
     named_contexts: dict = field(default_factory=dict)      # --build-context name -> NamedContext
     context_kind: str = "dir"                               # buildcontext.BuildContext.kind
+    cache_to: tuple = ()                                    # --cache-to: remotecache.CacheSpec (export after)
     platform: object = None                                 # --platform (a native Platform), None: this machine's
 
 
@@ -97,11 +98,31 @@ def build(store, request: BuildRequest) -> BuildResult:
         final, _ = plans[target_index]
         config = finalize_result(final.config, labels=request.labels or None)
         config = finalize_history(config, epoch=ctx.epoch, base_history=final.base_history)
+        config = _inline_cache(request, graph, executor, target_index, config)
         image_id = store_config(store, config, tuple(config.rootfs.diff_ids), meta={"source": "build"})
         names = tuple(tag_image(store, image_id, tag) for tag in request.tags)
+        _export_cache(store, request, graph, executor, target_index)
     if not request.named_contexts:
         _remember(store, request, image_id, sources.bases, executor.reads)
     return BuildResult(image_id, names)
+
+
+def _inline_cache(request: BuildRequest, graph, executor, target: int, config):
+    """``--cache-to type=inline``: the final chain's cache entries in the image config."""
+    if not any(spec.type == "inline" for spec in request.cache_to):
+        return config
+    from .remotecache import records_for, with_inline
+
+    return with_inline(config, records_for(graph, executor.cache_records, target, "min"))
+
+
+def _export_cache(store, request: BuildRequest, graph, executor, target: int) -> None:
+    """Each ``--cache-to`` destination (inside the build's lease: the layers cannot be collected)."""
+    for spec in request.cache_to:
+        if spec.type != "inline":
+            from .remotecache import export_cache, records_for
+
+            export_cache(store, spec, records_for(graph, executor.cache_records, target, spec.mode))
 
 
 def _image_triggers(store, request: BuildRequest, name: str) -> tuple:

@@ -13,7 +13,7 @@ from .run_flags import run_flag_options, run_options
 
 BUILD_FLAGS = ("-t", "--tag", "-f", "--file", "--build-arg", "--label", "--network", "--no-cache", "--progress",
                "-q", "--quiet", "--iidfile", "--target", "--no-cache-filter", "--metadata-file", "--build-context",
-               "-o", "--output", "--platform",
+               "-o", "--output", "--platform", "--cache-to", "--cache-from",
                "--secret", "--ssh", "--allow", "--add-host", "--ulimit", "--shm-size")   # RUN flags (run_flags.py)
 
 
@@ -92,11 +92,18 @@ class _Progress:
               help="Output destination: type=image|oci|docker|local|tar[,dest=PATH] (PATH alone: a directory, "
                    "- alone: a tar on stdout).")
 @click.option("--platform", "platforms", multiple=True, help="Target platform (only this machine's, for now).")
+@click.option("--cache-to", "cache_to", multiple=True, metavar="SPEC",
+              help="Cache export: type=registry,ref=REF[,mode=min|max] | type=local,dest=DIR[,mode=...] | "
+                   "type=inline (REF alone: a registry).")
+@click.option("--cache-from", "cache_from", multiple=True, metavar="SPEC",
+              help="Cache import: type=registry,ref=REF | type=local,src=DIR | REF (a registry cache or an "
+                   "image with inline cache).")
 @run_flag_options
 @click.pass_context
 def build_command(ctx, context, tags, dockerfile, build_args, labels, network, no_cache, no_cache_filter, target,
                   build_contexts,
-                  progress, quiet, iidfile, metadata_file, outputs, platforms, **run_flags):
+                  progress, quiet, iidfile, metadata_file, outputs, platforms, cache_to=(), cache_from=(),
+                  **run_flags):
     """Build an image from a Dockerfile."""
     from cache import Store
 
@@ -120,9 +127,26 @@ def build_command(ctx, context, tags, dockerfile, build_args, labels, network, n
     request.ignore, request.named_contexts, request.context_kind = source.ignore, named, source.kind
     _check_copy_ignored(ctx, source, request.build_args, progress, quiet)
     wanted = _outputs_for(request, outputs, platforms, iidfile)
+    _remote_cache(store, request, cache_to, cache_from, quiet or progress == "quiet")
     before = None if any(o.stores for o in wanted) else set(store.image_ids())
     result = build(store, request)
+    if not quiet:
+        for spec in request.cache_to:
+            click.echo(f"exporting cache to {spec.describe()} done", err=True)
     _deliver(store, result, wanted, tuple(tags), before, quiet=quiet, iidfile=iidfile, metadata_file=metadata_file)
+
+
+def _remote_cache(store, request, cache_to, cache_from, quiet: bool) -> None:
+    """--cache-to / --cache-from (buildx syntax), checked before the build; the imports' manifests are
+    read now (one that cannot be read is a warning)."""
+    from ..build.remotecache import load_imports, parse_cache_specs
+
+    request.cache_to = parse_cache_specs(cache_to, to=True)
+    specs = parse_cache_specs(cache_from, to=False)
+    if specs and not request.options.no_cache:
+        request.options.cache_from = load_imports(
+            store, specs, platform=request.platform,
+            warn=lambda message: None if quiet else click.echo(f"warning: {message}", err=True))
 
 
 def _outputs_for(request, outputs, platforms, iidfile):

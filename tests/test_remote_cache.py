@@ -12,12 +12,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 import re
 import shutil
 from pathlib import Path
 
 import pytest
-from image_fixtures import fails, ok, pb
+from image_fixtures import fails, ok, pb, run
+from registry_fixtures import skopeo_copy, unique_repo
 from test_build_engine import BASE_EPOCH, built, step_states, write_context
 
 DOCKERFILE = """\
@@ -114,6 +116,34 @@ def test_local_cache_second_machine_all_cached_then_exactly_from_changed_copy(tm
     layers1, layers3 = first.layers(image1), third.layers(image3)
     assert layers3[:2] == layers1[:2]      # busybox + RUN echo one: the first machine's layers
     assert layers3[2] != layers1[2]
+
+
+def test_keys_do_not_depend_on_the_machine(tmp_path, busybox_tar):
+    """Store root, HOME, context path, the context files' owners and mtimes: none reaches a key.
+    (``RUN true`` changes no file: an entry without a layer.)"""
+    origin = write_context(tmp_path / "origin", """\
+FROM busybox
+ARG FLAVOUR=plain
+WORKDIR /src
+COPY --link . ./
+RUN --mount=type=bind,target=/ctx cat /ctx/conf/app.conf > /conf.copy && echo $FLAVOUR > /flavour
+ADD conf/app.conf /etc/
+RUN true
+""", {"conf/app.conf": "x=1\n", "notes.md": "ignored\n", ".dockerignore": "*.md\n"})
+    cache = tmp_path / "cache"
+    first = Machine(tmp_path / "m1", busybox_tar)
+    image1, _ = built(first.build(origin, "--build-arg", "FLAVOUR=extra", "--cache-to", f"type=local,dest={cache}"))
+
+    second = Machine(tmp_path / "m2", busybox_tar)
+    context2 = second.context(origin, "some/other/depth/of/dirs")
+    (context2 / "notes.md").write_text("edited, but ignored\n")
+    for path in [context2, *context2.rglob("*")]:
+        os.chown(path, 4321, 4321, follow_symlinks=False)
+        os.utime(path, (1_000_000_000, 1_000_000_000), follow_symlinks=False)
+    image2, progress = built(second.build(context2, "--build-arg", "FLAVOUR=extra",
+                                          "--cache-from", f"type=local,src={cache}"))
+    assert set(_states(progress).values()) == {"CACHED"}, progress
+    assert image2 == image1
 
 
 def test_local_cache_is_an_oci_layout_of_our_artifact(tmp_path, busybox_tar, origin):
@@ -310,3 +340,77 @@ def test_inline_cache_only_when_asked(tmp_path, busybox_tar, origin):
 def _config(machine: Machine, image_id: str) -> dict:
     blob = machine.root / "blobs" / "sha256" / image_id[7:]
     return json.loads(blob.read_bytes())
+
+
+# ----------------------------------------------------------------------------------------------
+# type=registry (a real registry: Debian's docker-registry on 127.0.0.1)
+
+
+def test_registry_cache_shared_by_two_ci_machines(tmp_path, busybox_tar, origin, registry):
+    ref = f"{registry.host}/{unique_repo('cache')}:main"
+    first = Machine(tmp_path / "m1", busybox_tar)
+    image1, progress = built(first.build(first.context(origin, "builds/1"), "-t", "app:1",
+                                         "--cache-to", f"type=registry,ref={ref}"))
+    assert set(_states(progress).values()) == {"DONE"}
+    assert f"exporting cache to registry {ref} done" in progress
+
+    second = Machine(tmp_path / "m2", busybox_tar)
+    image2, progress = built(second.build(second.context(origin, "x/y/z/checkout"), "-t", "app:1",
+                                          "--cache-from", f"type=registry,ref={ref}"))
+    assert set(_states(progress).values()) == {"CACHED"}, progress
+    assert image2 == image1
+
+    third = Machine(tmp_path / "m3", busybox_tar)
+    context3 = third.context(origin, "runner/_work/app")
+    (context3 / "b.txt").write_text("beta, edited\n")
+    image3, progress = built(third.build(context3, "-t", "app:1", "--cache-from", ref))   # a bare ref: registry
+    assert _states(progress) == {"RUN echo one > /one": "CACHED", "COPY a.txt /a.txt": "CACHED",
+                                 "RUN cat /a.txt > /a.copy": "CACHED", "COPY b.txt /b.txt": "DONE",
+                                 "RUN echo done > /done": "DONE"}
+    layers1, layers3 = first.layers(image1), third.layers(image3)
+    assert layers3[:4] == layers1[:4] and layers3[4] != layers1[4]
+
+    # the third machine's cache replaces the tag; a fourth machine with the edit builds nothing
+    built(third.build(context3, "--cache-to", f"type=registry,ref={ref},mode=max"))
+    fourth = Machine(tmp_path / "m4", busybox_tar)
+    image4, progress = built(fourth.build(fourth.context(context3, "w"), "-t", "app:1", "--cache-from", ref))
+    assert set(_states(progress).values()) == {"CACHED"} and image4 == image3
+
+
+def test_registry_cache_artifact_is_an_oci_manifest(tmp_path, busybox_tar, origin, registry):
+    repo = unique_repo("cache")
+    machine = Machine(tmp_path / "m", busybox_tar)
+    built(machine.build(origin, "--cache-to", f"type=registry,ref={registry.host}/{repo}:c"))
+    inspected = json.loads(run("skopeo", "inspect", "--raw", "--tls-verify=false",
+                               f"docker://{registry.host}/{repo}:c").stdout)
+    assert inspected["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    assert inspected["artifactType"] == "application/vnd.pybuild.cache.config.v1+json"
+    assert len(inspected["layers"]) == 5
+
+
+def test_missing_registry_cache_is_a_warning(tmp_path, busybox_tar, origin, registry):
+    machine = Machine(tmp_path / "m", busybox_tar)
+    ref = f"{registry.host}/{unique_repo('nothing')}:cache"
+    _, progress = built(machine.build(origin, "--cache-from", f"type=registry,ref={ref}"))
+    assert f"warning: cache import from registry {ref} skipped" in progress
+    assert set(_states(progress).values()) == {"DONE"}
+
+
+def test_inline_cache_through_a_pushed_image(tmp_path, busybox_tar, origin, registry):
+    """``--cache-to type=inline`` puts the entries in the image config; ``--cache-from IMAGE`` reads
+    them from the pushed image and takes the image's own layers."""
+    first = Machine(tmp_path / "m1", busybox_tar)
+    image1, _ = built(first.build(origin, "-t", "app:1", "--cache-to", "type=inline"))
+    archive = tmp_path / "app.tar"
+    ok(first.pb("save", "-o", str(archive), "app:1"))
+    ref = f"{registry.host}/{unique_repo('app')}:1"
+    skopeo_copy(f"docker-archive:{archive}", f"docker://{ref}", tls_verify=False)
+
+    second = Machine(tmp_path / "m2", busybox_tar)
+    context2 = second.context(origin, "other/place")
+    (context2 / "b.txt").write_text("changed\n")
+    image2, progress = built(second.build(context2, "-t", "app:2", "--cache-from", ref))
+    assert _states(progress) == {"RUN echo one > /one": "CACHED", "COPY a.txt /a.txt": "CACHED",
+                                 "RUN cat /a.txt > /a.copy": "CACHED", "COPY b.txt /b.txt": "DONE",
+                                 "RUN echo done > /done": "DONE"}
+    assert second.layers(image2)[:4] == first.layers(image1)[:4]

@@ -44,6 +44,9 @@ _TO_ATTRS = {"registry": ("ref", "mode", "ignore-error"), "local": ("dest", "mod
              "inline": ()}
 _FROM_ATTRS = {"registry": ("ref",), "local": ("src",), "inline": ()}
 _SMALL = 16 << 20   # manifests and cache configs are read into memory; refuse anything bigger
+_WORKERS = 4         # layers compressed / uploaded at once
+_CHUNKED_FROM = 128 << 20   # layers this large are uploaded in resumable chunks
+_CHUNK = 64 << 20
 
 
 class CacheExportError(PybuildError):
@@ -203,14 +206,7 @@ class _Registry:
             yield stream
 
     def read_blob(self, digest: str) -> bytes:
-        chunks, total = [], 0
-        with self.open_blob(digest) as stream:
-            while chunk := stream.read(1 << 20):
-                chunks.append(chunk)
-                total += len(chunk)
-                if total > _SMALL:
-                    break
-        return _checked(b"".join(chunks), digest, self.describe())
+        return self.registry.fetch_blob(self.repo, digest, limit=_SMALL)   # checked against its digest
 
     def load(self, platform) -> dict:
         from ..registry.errors import ManifestNotFound
@@ -388,16 +384,17 @@ def with_inline(config, records: Iterable[CacheRecord]):
 
 def export_cache(store, spec: CacheSpec, records: list[CacheRecord]) -> None:
     """Write ``records`` and their layers to a ``type=local`` or ``type=registry`` destination."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from ..images.layers import layer_blob
     from .cacheformat import build_artifact, unique
 
     records = unique(records)
     try:
-        blobs = {}
-        for r in records:
-            if r.diff_id and r.diff_id not in blobs:
-                info = layer_blob(store, r.diff_id, "gzip")
-                blobs[r.diff_id] = (info.digest, info.size)
+        diff_ids = list(dict.fromkeys(r.diff_id for r in records if r.diff_id))
+        with ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="pybuild-cache-gzip") as pool:
+            infos = list(pool.map(lambda d: layer_blob(store, d, "gzip"), diff_ids))   # made once, kept
+        blobs = {d: (info.digest, info.size) for d, info in zip(diff_ids, infos)}
         manifest, config, layers = build_artifact(records, blobs)
         if spec.type == "local":
             _write_layout(store, spec.path, manifest, config, layers)
@@ -485,9 +482,10 @@ def _push(store, ref: str, manifest: bytes, config: bytes, layers: list) -> None
             stream.seek(offset)
             return stream
 
-        registry.upload_blob(repo, layer.digest, layer.size, opener)
+        registry.upload_blob(repo, layer.digest, layer.size, opener,
+                             chunk_size=_CHUNK if layer.size >= _CHUNKED_FROM else None)
 
-    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="pybuild-cache-push") as pool:
+    with ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="pybuild-cache-push") as pool:
         for _ in pool.map(push_layer, layers):
             pass
     config_digest = "sha256:" + hashlib.sha256(config).hexdigest()

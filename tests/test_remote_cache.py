@@ -298,6 +298,8 @@ def test_secrets_never_reach_the_cache(tmp_path, busybox_tar):
     ("--cache-to", "type=local", "dest is required"),
     ("--cache-to", "type=local,dest=x,mode=all", "mode must be min or max"),
     ("--cache-to", "type=registry,ref=localhost:5000/c,colour=red", "has no attribute 'colour'"),
+    ("--cache-to", "type=local,dest=x,compression=zstd", "only compression=gzip"),
+    ("--cache-to", "type=local,dest=x,oci-mediatypes=false", "oci-mediatypes=false is not supported"),
     ("--cache-from", "type=local", "src is required"),
     ("--cache-from", "type=inline", "inline cache is read from an image"),
     ("--cache-from", "type=registry,ref=Bad/Name", "--cache-from type=registry,ref=Bad/Name"),
@@ -311,10 +313,10 @@ def test_unwritable_cache_destination_fails_the_build_unless_ignore_error(tmp_pa
     machine = Machine(tmp_path / "m", busybox_tar)
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    result = machine.build(origin, "--cache-to", f"type=local,dest={blocker}/cache")
+    result = machine.build(origin, "--cache-to", f"type=local,dest={blocker}/cache,image-manifest=true")
     stderr = result.stderr.decode()
     assert result.returncode == 1 and "Traceback" not in stderr, stderr
-    assert f"\nerror: --cache-to type=local,dest={blocker}/cache: Not a directory" in stderr
+    assert f"\nerror: --cache-to type=local,dest={blocker}/cache,image-manifest=true: Not a directory" in stderr
     built(machine.build(origin, "--cache-to", f"type=local,dest={blocker}/cache,ignore-error=true"))
 
 

@@ -40,7 +40,9 @@ __all__ = [
 ]
 
 _TYPES = ("registry", "local", "inline")
-_TO_ATTRS = {"registry": ("ref", "mode", "ignore-error"), "local": ("dest", "mode", "ignore-error"),
+# buildx attributes that describe what we always write (an OCI image manifest, gzip layers): accepted
+_ALWAYS = ("oci-mediatypes", "image-manifest", "compression")
+_TO_ATTRS = {"registry": ("ref", "mode", "ignore-error", *_ALWAYS), "local": ("dest", "mode", "ignore-error", *_ALWAYS),
              "inline": ()}
 _FROM_ATTRS = {"registry": ("ref",), "local": ("src",), "inline": ()}
 _SMALL = 16 << 20   # manifests and cache configs are read into memory; refuse anything bigger
@@ -104,6 +106,11 @@ def parse_cache_spec(text: str, *, to: bool) -> CacheSpec:
         if key not in known:
             takes = f"it takes {', '.join(known)}" if known else "it takes none"
             raise UsageError(f"{flag} {text}: type={kind} has no attribute {key!r} ({takes})")
+    if attrs.get("compression", "gzip") != "gzip":
+        raise UsageError(f"{flag} {text}: only compression=gzip is supported for the cache")
+    for key in ("oci-mediatypes", "image-manifest"):
+        if key in attrs and not _bool(attrs[key], flag, text):
+            raise UsageError(f"{flag} {text}: {key}=false is not supported (the cache is an OCI image manifest)")
     mode = attrs.get("mode", "min")
     if mode not in ("min", "max"):
         raise UsageError(f"{flag} {text}: mode must be min or max, not {mode!r}")

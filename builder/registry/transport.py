@@ -139,7 +139,8 @@ class Transport:
             if not replayable:
                 raise AuthenticationFailed(f"registry {self.host} asked for credentials in the middle of an "
                                            f"upload", self.host)
-            if self.auth.challenged(values, scopes):
+            sent_credentials = "Authorization" in headers   # False: sent before another thread's challenge
+            if self.auth.challenged(values, scopes) or not sent_credentials:
                 response = self._send(method, url, scopes, headers, content, params, stream, replayable)
             if response.status_code == 401:
                 response.close()

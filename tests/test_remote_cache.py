@@ -416,3 +416,32 @@ def test_inline_cache_through_a_pushed_image(tmp_path, busybox_tar, origin, regi
                                  "RUN cat /a.txt > /a.copy": "CACHED", "COPY b.txt /b.txt": "DONE",
                                  "RUN echo done > /done": "DONE"}
     assert second.layers(image2)[:4] == first.layers(image1)[:4]
+
+
+def test_registry_cache_with_credentials_over_tls(tmp_path, busybox_tar, origin, tls_registry):
+    """Each machine has its own login (docker config.json in its HOME) and trusts the registry's CA
+    (certs.d in its HOME); a machine without credentials gets a warning and builds everything."""
+    ref = f"{tls_registry.host}/{unique_repo('secure')}:cache"
+
+    def login(machine: Machine, auth: bool = True) -> None:
+        certs = machine.home / ".config" / "pybuild" / "certs.d" / tls_registry.host
+        certs.mkdir(parents=True)
+        shutil.copyfile(tls_registry.ca, certs / "ca.crt")
+        if auth:
+            (machine.home / ".docker").mkdir()
+            (machine.home / ".docker" / "config.json").write_text(
+                json.dumps({"auths": {tls_registry.host: {"auth": tls_registry.basic_auth()}}}))
+
+    first = Machine(tmp_path / "m1", busybox_tar)
+    login(first)
+    image1, _ = built(first.build(origin, "--cache-to", f"type=registry,ref={ref}"))
+    second = Machine(tmp_path / "m2", busybox_tar)
+    login(second)
+    image2, progress = built(second.build(second.context(origin, "c"), "--cache-from", ref))
+    assert set(_states(progress).values()) == {"CACHED"} and image2 == image1
+    stranger = Machine(tmp_path / "m3", busybox_tar)
+    login(stranger, auth=False)
+    _, progress = built(stranger.build(stranger.context(origin, "c"), "--cache-from", ref))
+    assert f"warning: cache import from registry {ref} skipped" in progress
+    assert set(_states(progress).values()) == {"DONE"}
+    assert tls_registry.password not in progress

@@ -317,7 +317,9 @@ def test_unwritable_cache_destination_fails_the_build_unless_ignore_error(tmp_pa
     stderr = result.stderr.decode()
     assert result.returncode == 1 and "Traceback" not in stderr, stderr
     assert f"\nerror: --cache-to type=local,dest={blocker}/cache,image-manifest=true: Not a directory" in stderr
-    built(machine.build(origin, "--cache-to", f"type=local,dest={blocker}/cache,ignore-error=true"))
+    _, progress = built(machine.build(origin, "--cache-to", f"type=local,dest={blocker}/cache,ignore-error=true"))
+    assert f"warning: exporting cache to directory {blocker}/cache failed (ignore-error=true): Not a directory" \
+        in progress
 
 
 # ----------------------------------------------------------------------------------------------
@@ -337,6 +339,17 @@ def test_inline_cache_only_when_asked(tmp_path, busybox_tar, origin):
     without = dict(config)
     del without["pybuild.cache.v1"]
     assert without == raw       # nothing else changes
+
+
+def test_a_base_images_inline_cache_is_not_inherited(tmp_path, busybox_tar, origin):
+    machine = Machine(tmp_path / "m", busybox_tar)
+    built(machine.build(origin, "-t", "base-with-cache:1", "--cache-to", "type=inline"))
+    child = write_context(tmp_path / "child", "FROM base-with-cache:1\nRUN echo child > /child\n")
+    plain, _ = built(machine.build(child))
+    assert "pybuild.cache.v1" not in _config(machine, plain)
+    inline, _ = built(machine.build(child, "--cache-to", "type=inline"))
+    [entry] = _config(machine, inline)["pybuild.cache.v1"]["entries"]     # the child's own step only
+    assert entry["diff_id"] == _config(machine, inline)["rootfs"]["diff_ids"][-1]
 
 
 def _config(machine: Machine, image_id: str) -> dict:

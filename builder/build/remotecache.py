@@ -379,18 +379,24 @@ def records_for(graph, records: dict, target: int, mode: str) -> list[CacheRecor
     return out
 
 
-def with_inline(config, records: Iterable[CacheRecord]):
-    """The image config with the inline cache entries (``type=inline``) under our own key."""
+def with_inline(config, records: Iterable[CacheRecord] | None):
+    """The image config with the inline cache entries (``type=inline``) under our own key; with
+    ``records`` None, without any (the config itself when it has none)."""
     from dataclasses import replace
 
     from ..image.canonical import FrozenMap, freeze
     from .cacheformat import INLINE_KEY, inline_value
 
+    if records is None:
+        if INLINE_KEY not in config.extra:
+            return config
+        return replace(config, extra=FrozenMap({k: v for k, v in config.extra.items() if k != INLINE_KEY}))
     return replace(config, extra=FrozenMap({**config.extra, INLINE_KEY: freeze(inline_value(records))}))
 
 
-def export_cache(store, spec: CacheSpec, records: list[CacheRecord]) -> None:
-    """Write ``records`` and their layers to a ``type=local`` or ``type=registry`` destination."""
+def export_cache(store, spec: CacheSpec, records: list[CacheRecord]) -> str | None:
+    """Write ``records`` and their layers to a ``type=local`` or ``type=registry`` destination.
+    A failure is a CacheExportError, or with ``ignore-error=true`` the message returned."""
     from concurrent.futures import ThreadPoolExecutor
 
     from ..images.layers import layer_blob
@@ -407,15 +413,15 @@ def export_cache(store, spec: CacheSpec, records: list[CacheRecord]) -> None:
             _write_layout(store, spec.path, manifest, config, layers)
         else:
             _push(store, spec.ref, manifest, config, layers)
-    except PybuildError as err:
+    except (PybuildError, OSError) as err:
+        if isinstance(err, PybuildError):
+            message = err.message
+        else:
+            message = f"{err.strerror or err}" + (f": {err.filename}" if err.filename else "")
         if spec.ignore_error:
-            return
-        raise CacheExportError(f"--cache-to {spec.text}: {err.message}") from None
-    except OSError as err:
-        if spec.ignore_error:
-            return
-        raise CacheExportError(f"--cache-to {spec.text}: {err.strerror or err}"
-                               + (f": {err.filename}" if err.filename else "")) from None
+            return message
+        raise CacheExportError(f"--cache-to {spec.text}: {message}") from None
+    return None
 
 
 def _write_layout(store, dest: str, manifest: bytes, config: bytes, layers: list) -> None:

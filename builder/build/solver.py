@@ -36,6 +36,7 @@ class BuildRequest:
 class BuildResult:
     image_id: str
     tags: tuple
+    cache_exports: tuple = ()    # (CacheSpec, None or the error an ignore-error=true export ignored)
 
 
 def build(store, request: BuildRequest) -> BuildResult:
@@ -101,28 +102,33 @@ def build(store, request: BuildRequest) -> BuildResult:
         config = _inline_cache(request, graph, executor, target_index, config)
         image_id = store_config(store, config, tuple(config.rootfs.diff_ids), meta={"source": "build"})
         names = tuple(tag_image(store, image_id, tag) for tag in request.tags)
-        _export_cache(store, request, graph, executor, target_index)
+        exports = _export_cache(store, request, graph, executor, target_index)
     if not request.named_contexts:
         _remember(store, request, image_id, sources.bases, executor.reads)
-    return BuildResult(image_id, names)
+    return BuildResult(image_id, names, exports)
 
 
 def _inline_cache(request: BuildRequest, graph, executor, target: int, config):
-    """``--cache-to type=inline``: the final chain's cache entries in the image config."""
-    if not any(spec.type == "inline" for spec in request.cache_to):
-        return config
+    """``--cache-to type=inline``: the final chain's cache entries in the image config (a base image's
+    own inline cache, which describes the base's build, is never passed on)."""
     from .remotecache import records_for, with_inline
 
+    if not any(spec.type == "inline" for spec in request.cache_to):
+        return with_inline(config, None)
     return with_inline(config, records_for(graph, executor.cache_records, target, "min"))
 
 
-def _export_cache(store, request: BuildRequest, graph, executor, target: int) -> None:
+def _export_cache(store, request: BuildRequest, graph, executor, target: int) -> tuple:
     """Each ``--cache-to`` destination (inside the build's lease: the layers cannot be collected)."""
+    done = []
     for spec in request.cache_to:
+        error = None
         if spec.type != "inline":
             from .remotecache import export_cache, records_for
 
-            export_cache(store, spec, records_for(graph, executor.cache_records, target, spec.mode))
+            error = export_cache(store, spec, records_for(graph, executor.cache_records, target, spec.mode))
+        done.append((spec, error))
+    return tuple(done)
 
 
 def _image_triggers(store, request: BuildRequest, name: str) -> tuple:

@@ -131,8 +131,9 @@ def build_command(ctx, context, tags, dockerfile, build_args, labels, network, n
     before = None if any(o.stores for o in wanted) else set(store.image_ids())
     result = build(store, request)
     if not quiet:
-        for spec in request.cache_to:
-            click.echo(f"exporting cache to {spec.describe()} done", err=True)
+        for spec, error in result.cache_exports:
+            click.echo(f"warning: exporting cache to {spec.describe()} failed (ignore-error=true): {error}"
+                       if error else f"exporting cache to {spec.describe()} done", err=True)
     _deliver(store, result, wanted, tuple(tags), before, quiet=quiet, iidfile=iidfile, metadata_file=metadata_file)
 
 

@@ -319,8 +319,8 @@ def test_quiet_prints_the_image_id_for_image_outputs_only(store, context, tmp_pa
     ("type=tar,compression=gzip", "type=tar has no attribute 'compression'"),
     ("dest=x,name=y", "--output dest=x,name=y: type is required for output"),
     ("type=local,dest", "--output type=local,dest: invalid value 'dest' (expected key=value)"),
-    ("type=image,push=true", "pushing to a registry needs the registry client"),
-    ("type=registry", "pushing to a registry needs the registry client"),
+    ("type=image,push=maybe", "push='maybe' is not a boolean"),
+    ("type=registry", "--output type=registry: tag is needed when pushing to registry"),
     ("type=oci,dest=x.tar,tar=false", "tar=false (an OCI layout directory) is not supported yet"),
     ("type=oci,dest=x.tar,tar=maybe", "tar='maybe' is not a boolean"),
 ])

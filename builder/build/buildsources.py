@@ -29,6 +29,7 @@ class BuildSources:
         self.stage_layers: dict[int, tuple] = {}   # finished stages: index -> diff_ids (bottom first)
         self._images: dict[str, tuple] = {}
         self.bases: dict[str, str] = {}           # every image read, reference (or "<by id>") -> image ID
+        self.puller = None                         # registry.bases.BasePuller: pulls missing (or all) bases
         self._lock = threading.Lock()
 
     # -- the trees ------------------------------------------------------------------------------------
@@ -79,12 +80,12 @@ class BuildSources:
             from ..images.layers import ensure_snapshots
             from ..images.service import load_config, resolve_image
 
+            if self.puller is not None:
+                self.puller.ensure(name)
             try:
                 image_id, reference = resolve_image(self.store, name)
             except ImageNotFound:
-                raise ImageNotFound(f"image {name!r} is not in the local store (pulling from registries comes with "
-                                    f"the registry client; `pybuild import` or `pybuild load` it first)",
-                                    name) from None
+                raise ImageNotFound(f"image {name!r} is not in the local store", name) from None
             if self.lease is not None:
                 self.lease.add(image_id)
             config = load_config(self.store, image_id)

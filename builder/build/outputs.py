@@ -3,7 +3,8 @@
 An output is CSV ``key=value`` fields (``type=local,dest=out``); a lone value without ``type=`` is a
 directory (``-o out`` = ``type=local,dest=out``) and ``-o -`` is the rootfs tar on stdout. Types:
 
-* ``image`` (the default): the local store, under the ``-t`` names (and any ``name=``);
+* ``image`` (the default): the local store, under the ``-t`` names (and any ``name=``); with
+  ``push=true`` (or ``type=registry``, or ``build --push``) each name is also pushed to its registry;
 * ``docker`` / ``oci``: an image archive file (docker-archive / OCI layout tar, as ``pybuild save``
   writes them) holding the image under its names; ``docker`` without ``dest`` loads into the store,
   as buildx loads into the daemon;
@@ -34,7 +35,7 @@ from typing import BinaryIO
 
 from ..errors import PybuildError, UsageError
 
-TYPES = ("image", "docker", "oci", "local", "tar")
+TYPES = ("image", "docker", "oci", "local", "tar")   # and "registry" (type=image,push=true)
 # attributes each type understands besides ``type`` (``dest`` where it writes somewhere)
 _KNOWN = {"image": ("name", "push"), "docker": ("dest", "name", "tar"), "oci": ("dest", "name", "tar"),
           "local": ("dest",), "tar": ("dest",)}
@@ -51,6 +52,7 @@ class Output:
     dest: str | None = None          # a path, "-" (stdout) or None (the store)
     names: tuple = ()                # from ``name=`` (comma-separated inside a quoted field)
     text: str = ""                   # as given, for messages
+    push: bool = False               # ``type=registry`` / ``type=image,push=true``: also push every name
 
     @property
     def stores(self) -> bool:
@@ -104,9 +106,13 @@ def parse_output(text: str) -> Output:
             attrs[key] = value
     if not kind:
         raise UsageError(f"--output {text}: type is required for output")
-    if kind == "registry" or (kind == "image" and attrs.get("push") and _bool(attrs["push"], "push", text)):
-        raise UsageError(f"--output {text}: pushing to a registry needs the registry client, which pybuild "
-                         "does not have yet (export with type=oci or type=docker, or `pybuild save`)")
+    push = False
+    if kind == "registry":      # buildx: a shorthand for type=image,push=true
+        kind, push = "image", True
+        if "push" in attrs and not _bool(attrs.pop("push"), "push", text):
+            push = False
+    elif kind == "image" and "push" in attrs:
+        push = _bool(attrs["push"], "push", text)
     if kind not in TYPES:
         raise UsageError(f"--output {text}: unknown output type {kind!r} (use one of {', '.join(TYPES)})")
     known = _KNOWN[kind]
@@ -125,7 +131,7 @@ def parse_output(text: str) -> Output:
         raise UsageError(f"--output {text}: dest cannot be stdout for local exporter")
     if kind == "docker" and dest == "":
         dest = None
-    return Output(kind, dest, names, text)
+    return Output(kind, dest, names, text, push)
 
 
 def parse_outputs(values: Iterable[str], *, stdout_is_tty: bool | None = None) -> tuple[Output, ...]:

@@ -30,6 +30,9 @@ class BuildRequest:
     context_kind: str = "dir"                               # buildcontext.BuildContext.kind
     cache_to: tuple = ()                                    # --cache-to: remotecache.CacheSpec (export after)
     platform: object = None                                 # --platform (a native Platform), None: this machine's
+    pull: bool = False                                      # --pull: pull every base image again
+    pull_progress: object = None                            # registry.progress.TransferProgress for pulls
+    warnings: list = field(default_factory=list)            # (rule, message, line) found while building
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,10 @@ def build(store, request: BuildRequest) -> BuildResult:
     with store.lease("build") as lease, _named_contexts(request, store) as named:
         sources = BuildSources(store, dockerfile, context_dir=request.context_dir, ignore=request.ignore,
                                named=named, lease=lease)
+        from ..registry.bases import BasePuller
+
+        sources.puller = BasePuller(store, always=request.pull, platform=request.platform,
+                                    progress=request.pull_progress)
         executor = StageExecutor(store, dockerfile, ctx, request.context_dir, options, sources=sources)
         plans: dict[int, tuple] = {}
 
@@ -91,6 +98,8 @@ def build(store, request: BuildRequest) -> BuildResult:
                                          base_key=cachekey.scratch_key(platform))
             else:
                 config, image_id, _ = _stage_base(sources, dockerfile, stage, base.name)
+                _check_base_platform(request, stage, base.name, config,
+                                     resolved[index].platform or ctx.eval.target_platform)
                 plan, key = executor.run(stage, base_image=config, base_key=cachekey.base_key(image_id))
             sources.stage_layers[index] = tuple(plan.config.rootfs.diff_ids)
             plans[index] = (plan, key)
@@ -100,7 +109,7 @@ def build(store, request: BuildRequest) -> BuildResult:
         config = finalize_result(final.config, labels=request.labels or None)
         config = finalize_history(config, epoch=ctx.epoch, base_history=final.base_history)
         config = _inline_cache(request, graph, executor, target_index, config)
-        image_id = store_config(store, config, tuple(config.rootfs.diff_ids), meta={"source": "build"})
+        image_id = store_config(store, config, tuple(config.rootfs.diff_ids), meta=_build_meta(store, config))
         names = tuple(tag_image(store, image_id, tag) for tag in request.tags)
         exports = _export_cache(store, request, graph, executor, target_index)
     if not request.named_contexts:
@@ -143,6 +152,27 @@ def _image_triggers(store, request: BuildRequest, name: str) -> tuple:
         return tuple(load_config(store, image_id).config.on_build)
     except ImageError:
         return ()
+
+
+def _build_meta(store, config) -> dict:
+    """An image built again keeps what its record knows (where its blobs were pushed: cross-repo mounts)."""
+    digest = config.digest
+    old = dict(store.get_image(digest).meta) if store.has_image(digest) else {}
+    return {**old, "source": old.get("source", "build")}
+
+
+def _check_base_platform(request: BuildRequest, stage, name: str, config, expected) -> None:
+    """BuildKit's InvalidBaseImagePlatform: the base image's os/arch differ from the stage's platform."""
+    from ..image.platform import Platform, normalize_platform
+
+    if not config.os or expected is None:
+        return
+    have = normalize_platform(Platform(config.os, config.architecture, config.variant))
+    want = normalize_platform(expected)
+    if (have.os, have.architecture) != (want.os, want.architecture):
+        request.warnings.append(("InvalidBaseImagePlatform",
+                                 f"Base image {name} was pulled with platform \"{have.format_all()}\", expected "
+                                 f"\"{want.format_all()}\" for current build", stage.from_.span.line))
 
 
 def _stage_base(sources, dockerfile, stage, name: str):

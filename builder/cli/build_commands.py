@@ -13,7 +13,7 @@ from .run_flags import run_flag_options, run_options
 
 BUILD_FLAGS = ("-t", "--tag", "-f", "--file", "--build-arg", "--label", "--network", "--no-cache", "--progress",
                "-q", "--quiet", "--iidfile", "--target", "--no-cache-filter", "--metadata-file", "--build-context",
-               "-o", "--output", "--platform", "--cache-to", "--cache-from",
+               "-o", "--output", "--platform", "--cache-to", "--cache-from", "--pull", "--push",
                "--secret", "--ssh", "--allow", "--add-host", "--ulimit", "--shm-size")   # RUN flags (run_flags.py)
 
 
@@ -98,12 +98,14 @@ class _Progress:
 @click.option("--cache-from", "cache_from", multiple=True, metavar="SPEC",
               help="Cache import: type=registry,ref=REF | type=local,src=DIR | REF (a registry cache or an "
                    "image with inline cache).")
+@click.option("--pull", is_flag=True, help="Always pull the base images again (follow moved tags).")
+@click.option("--push", is_flag=True, help="Shorthand for --output=type=registry: push every -t name.")
 @run_flag_options
 @click.pass_context
 def build_command(ctx, context, tags, dockerfile, build_args, labels, network, no_cache, no_cache_filter, target,
                   build_contexts,
                   progress, quiet, iidfile, metadata_file, outputs, platforms, cache_to=(), cache_from=(),
-                  **run_flags):
+                  pull=False, push=False, **run_flags):
     """Build an image from a Dockerfile."""
     from cache import Store
 
@@ -126,7 +128,8 @@ def build_command(ctx, context, tags, dockerfile, build_args, labels, network, n
                            tuple(tags), {k: v for k, v in args.items() if v is not None}, target, label_map, options)
     request.ignore, request.named_contexts, request.context_kind = source.ignore, named, source.kind
     _check_copy_ignored(ctx, source, request.build_args, progress, quiet)
-    wanted = _outputs_for(request, outputs, platforms, iidfile)
+    wanted = _outputs_for(request, tuple(outputs) + (("type=registry",) if push else ()), platforms, iidfile)
+    request.pull, request.pull_progress = pull, _transfer_progress(progress, quiet)
     _remote_cache(store, request, cache_to, cache_from, quiet or progress == "quiet")
     before = None if any(o.stores for o in wanted) else set(store.image_ids())
     result = build(store, request)
@@ -134,7 +137,39 @@ def build_command(ctx, context, tags, dockerfile, build_args, labels, network, n
         for spec, error in result.cache_exports:
             click.echo(f"warning: exporting cache to {spec.describe()} failed (ignore-error=true): {error}"
                        if error else f"exporting cache to {spec.describe()} done", err=True)
+    _warn(request.warnings, quiet or progress in ("quiet", "rawjson"))
     _deliver(store, result, wanted, tuple(tags), before, quiet=quiet, iidfile=iidfile, metadata_file=metadata_file)
+    _push(store, result, wanted, request.pull_progress, quiet)
+
+
+def _transfer_progress(progress: str, quiet: bool):
+    """Pulls and pushes of a build report on stderr: bars on a terminal (tty), lines (plain), or nothing."""
+    from ..registry.progress import TransferProgress
+
+    if quiet or progress in ("quiet", "rawjson"):
+        return TransferProgress("quiet")
+    return TransferProgress({"tty": "tty", "plain": "plain"}.get(progress, "auto"), out=sys.stderr)
+
+
+def _warn(warnings: list, quiet: bool) -> None:
+    """Warnings found while building (InvalidBaseImagePlatform), as BuildKit lists them at the end."""
+    if not warnings or quiet:
+        return
+    lines = [f"{len(warnings)} warning{'s' if len(warnings) > 1 else ''} found:"]
+    lines += [f" - {rule}: {message} (line {line})" for rule, message, line in warnings]
+    click.echo("\n".join(lines), err=True)
+
+
+def _push(store, result, wanted, progress, quiet: bool) -> None:
+    """--push / --output type=registry: every name of the image goes to its registry, manifest last."""
+    if not any(o.push for o in wanted):
+        return
+    from ..registry.push import push
+
+    for name in result.tags:
+        pushed = push(store, name, image=result.image_id, progress=progress)
+        if not quiet:
+            click.echo(f"pushing manifest for {pushed.name}@{pushed.digest} done", err=True)
 
 
 def _remote_cache(store, request, cache_to, cache_from, quiet: bool) -> None:
@@ -162,6 +197,10 @@ def _outputs_for(request, outputs, platforms, iidfile):
     if iidfile and any(o.rootfs for o in wanted):
         raise UsageError("local and tar exporters are incompatible with image ID file")
     stored = [o for o in wanted if o.stores]
+    pushed = [o for o in wanted if o.push]
+    if pushed and not request.tags and not any(o.names for o in stored):
+        raise UsageError(f"--output {pushed[0].text}: tag is needed when pushing to registry (-t NAME, or name= "
+                         "in the output)")
     request.tags = tuple(dict.fromkeys(tuple(request.tags) + tuple(n for o in stored for n in o.names))) \
         if stored else ()
     return wanted

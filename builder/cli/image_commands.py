@@ -65,8 +65,9 @@ main.add_command(system_group)
 @click.option("-f", "--filter", "filters", multiple=True, help="Filter output (dangling=true|false, reference=PATTERN).")
 @click.option("--format", "fmt", help="'json', a Go template, or 'table TEMPLATE'.")
 @click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
+@click.option("--digests", is_flag=True, help="Show digests.")
 @click.pass_context
-def images_command(ctx, reference, all_images, quiet, filters, fmt, no_trunc):
+def images_command(ctx, reference, all_images, quiet, filters, fmt, no_trunc, digests):
     """List images."""
     from ..format import render_rows
     from ..images.service import list_images
@@ -84,8 +85,8 @@ def images_command(ctx, reference, all_images, quiet, filters, fmt, no_trunc):
                 ids.append(row["ID"])
         _echo_lines("\n".join(ids))
         return
-    columns = [("Repository", "REPOSITORY"), ("Tag", "TAG"), ("ID", "IMAGE ID"), ("CreatedSince", "CREATED"),
-               ("Size", "SIZE")]
+    columns = [("Repository", "REPOSITORY"), ("Tag", "TAG"), *([("Digest", "DIGEST")] if digests else []),
+               ("ID", "IMAGE ID"), ("CreatedSince", "CREATED"), ("Size", "SIZE")]
     _echo_lines(render_rows(fmt, rows, columns))
 
 

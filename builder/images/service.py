@@ -52,8 +52,10 @@ def resolve_image(store, name: str) -> tuple[str, Reference | None]:
         if found is not None:
             return found, lookup.reference
         if lookup.reference.is_digested:
+            pinned = f"{lookup.reference.name}@{lookup.reference.digest}"
             for image in store.images():
-                if image.manifest is not None and image.manifest.digest == lookup.reference.digest:
+                if image.manifest is not None and image.manifest.digest == lookup.reference.digest \
+                        or pinned in (image.meta.get("repo_digests") or ()):
                     return image.id, lookup.reference
     if lookup.id_prefix is not None:
         matches = [i for i in store.image_ids() if lookup.id_prefix.matches(i)]
@@ -129,7 +131,8 @@ def list_images(store, *, all_images: bool = False, filters: Iterable[str] = ())
         names = sorted(tags_by_image.get(record.id, []))
         if dangling is True and names or dangling is False and not names:
             continue
-        digest = record.manifest.digest if record.manifest else "<none>"
+        digests = dict(d.rpartition("@")[::2] for d in _repo_digests(record, names))
+        digest = record.manifest.digest if record.manifest and not digests else "<none>"
         base = {"ID": _short(record.id), "Containers": "N/A", "CreatedAt": _created_at(created),
                 "CreatedSince": since(created), "Digest": digest, "SharedSize": "N/A", "Size": human_size(record.size),
                 "UniqueSize": "N/A", "VirtualSize": human_size(record.size, 4), "_created": created, "_id": record.id}
@@ -137,7 +140,7 @@ def list_images(store, *, all_images: bool = False, filters: Iterable[str] = ())
         for repository, tag in entries:
             if references and (not names or not any(_reference_matches(p, repository, tag) for p in references)):
                 continue  # an image without a name matches no reference pattern (as docker)
-            rows.append({"Repository": repository, "Tag": tag, **base})
+            rows.append({"Repository": repository, "Tag": tag, **base, "Digest": digests.get(repository, digest)})
     rows.sort(key=lambda r: (-r["_created"], r["Repository"], r["Tag"]))
     for row in rows:
         row.pop("_created")
@@ -243,9 +246,7 @@ def inspect_image(store, name: str) -> dict:
     record = store.get_image(image_id)
     config = load_config(store, image_id)
     tags = sorted(store.tags_for(image_id))
-    repo_digests = []
-    if record.manifest is not None:
-        repo_digests = sorted({f"{parse_reference(t).familiar_name}@{record.manifest.digest}" for t in tags})
+    repo_digests = _repo_digests(record, tags)
     container = config.config.to_dict()
     defaults = {"Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False,
                 "AttachStderr": False, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": None, "Cmd": None,
@@ -279,6 +280,21 @@ def inspect_image(store, name: str) -> dict:
     if config.os_version:
         out["OsVersion"] = config.os_version
     return out
+
+
+def _repo_digests(record, tags) -> list[str]:
+    """``name@digest`` of the registries the image was pulled from or pushed to (familiar names); an
+    image with a manifest but no registry history (loaded from an archive) shows its tags with it."""
+    pinned = record.meta.get("repo_digests")
+    if pinned is not None:
+        out = set()
+        for entry in pinned:
+            name, _, digest = entry.partition("@")
+            out.add(f"{parse_reference(name).familiar_name}@{digest}")
+        return sorted(out)
+    if record.manifest is None:
+        return []
+    return sorted({f"{parse_reference(t).familiar_name}@{record.manifest.digest}" for t in tags})
 
 
 def disk_usage_rows(store) -> list[dict]:

@@ -243,6 +243,21 @@ def test_a_layer_missing_from_the_cache_runs_its_step(tmp_path, busybox_tar, ori
     assert second.layers(image2) == first.layers(image1)
 
 
+def test_a_layer_missing_from_one_cache_is_taken_from_the_next(tmp_path, busybox_tar, origin):
+    first = Machine(tmp_path / "m1", busybox_tar)
+    broken, intact = tmp_path / "broken", tmp_path / "intact"
+    image1, _ = built(first.build(origin, "--cache-to", f"type=local,dest={broken}",
+                                  "--cache-to", f"type=local,dest={intact}"))
+    index = json.loads((broken / "index.json").read_text())
+    manifest = json.loads((broken / "blobs" / "sha256" / index["manifests"][0]["digest"][7:]).read_bytes())
+    (broken / "blobs" / "sha256" / manifest["layers"][2]["digest"][7:]).unlink()
+    second = Machine(tmp_path / "m2", busybox_tar)
+    image2, progress = built(second.build(second.context(origin, "c"), "--cache-from", f"type=local,src={broken}",
+                                          "--cache-from", f"type=local,src={intact}"))
+    assert set(_states(progress).values()) == {"CACHED"} and image2 == image1
+    assert f"from directory {broken} could not be used" in progress and "trying the next cache" in progress
+
+
 def test_a_corrupt_layer_blob_is_not_used(tmp_path, busybox_tar, origin):
     cache = tmp_path / "cache"
     first = Machine(tmp_path / "m1", busybox_tar)

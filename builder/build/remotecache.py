@@ -281,7 +281,7 @@ class CacheImports:
 
     def __init__(self, store, entries: dict):
         self.store = store
-        self.entries = entries              # key -> (RemoteEntry, source)
+        self.entries = entries              # key -> [(RemoteEntry, source)], in --cache-from order
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -295,18 +295,20 @@ class CacheImports:
     def restore(self, key: str, layer_key: str = "", *, warn: Callable[[str], None] = lambda m: None):
         """The local ``CacheEntry`` for ``key`` made from a remote entry (its layer fetched and stored),
         or None: no remote entry, or its layer could not be had (``warn`` says why; the step runs)."""
-        found = self.entries.get(key) or (self.entries.get(layer_key) if layer_key else None)
-        if found is None:
-            return None
-        entry, source = found
-        if entry.diff_id is not None:
+        candidates = self.entries.get(key) or (self.entries.get(layer_key, ()) if layer_key else ())
+        for number, (entry, source) in enumerate(candidates, 1):
+            if entry.diff_id is None:
+                break
             try:
                 with self._lock(entry.diff_id):
                     self._fetch(entry, source)
-            except Exception as err:  # noqa: BLE001 (any failure to get the layer: the step runs instead)
+                break
+            except Exception as err:  # noqa: BLE001 (any failure to get the layer: the next source, or run)
+                then = "trying the next cache" if number < len(candidates) else "running the step"
                 warn(f"cache layer {entry.layer.digest if entry.layer else entry.diff_id} from "
-                     f"{source.describe()} could not be used ({_reason(err)}); running the step")
-                return None
+                     f"{source.describe()} could not be used ({_reason(err)}); {then}")
+        else:
+            return None
         size = self.store.get_layer(entry.diff_id).size if entry.diff_id else 0
         local = self.store.build_cache.put(key, entry.diff_id, size, created=entry.created)
         if layer_key:
@@ -351,7 +353,7 @@ def load_imports(store, specs: Iterable[CacheSpec], *, platform=None,
             warn(f"cache import from {spec.describe()} skipped: {_reason(err)}")
             continue
         for key, value in found.items():
-            entries.setdefault(key, value)    # the first --cache-from that has a key wins
+            entries.setdefault(key, []).append(value)
     return CacheImports(store, entries)
 
 

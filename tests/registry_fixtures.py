@@ -164,7 +164,8 @@ class RegistryServer:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([REGISTRY_BIN, "serve", str(self.config)], stdout=self._log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                     preexec_fn=_die_with_parent)
         _live.add(self)
         deadline = time.monotonic() + 30
         while not self._answers():
@@ -244,6 +245,14 @@ class RegistryServer:
 
     def __repr__(self) -> str:
         return f"RegistryServer({self.url})"
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGKILL when the test process dies (a pytest killed by a timeout runs no teardown)."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 @atexit.register

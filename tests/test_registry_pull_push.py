@@ -440,3 +440,16 @@ def test_quiet_pull_prints_only_the_name(tmp_path, registry_busybox, env):
     result = run(root, "pull", "-q", registry_busybox, env=env)
     assert ok(result) == f"{registry_busybox}\n"
     assert result.stderr == b""
+
+
+def test_progress_bars_on_a_terminal(tmp_path, registry_busybox):
+    """In-process, with the progress forced to tty: tqdm bars and the final lines, no crash."""
+    from builder.registry.progress import TransferProgress
+    from builder.registry.pull import pull
+
+    out = io.StringIO()
+    with store_of(tmp_path / "root") as store:
+        result = pull(store, registry_busybox, progress=TransferProgress("tty", out=out))
+        assert store.resolve(registry_busybox) == result.image_id
+    text = out.getvalue()
+    assert "Downloading" in text and ": Pull complete" in text and "Status: Downloaded newer image" in text

@@ -223,19 +223,24 @@ class _Pull:
         if len(jobs) == 1:
             self._fetch_layer(*jobs[0])
             return True
-        with ThreadPoolExecutor(max_workers=min(WORKERS, len(jobs)), thread_name_prefix="pybuild-pull") as pool:
+        pool = ThreadPoolExecutor(max_workers=min(WORKERS, len(jobs)), thread_name_prefix="pybuild-pull")
+        try:
             futures = [pool.submit(self._fetch_layer, d, i) for d, i in jobs]
             finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            failed = [f for f in finished if f.exception() is not None]
-            if failed:
+            if any(f.exception() is not None for f in finished):
                 self.cancel.set()
                 wait(futures)
                 errors = [f.exception() for f in futures if f.exception() is not None]
                 raise next((e for e in errors if not isinstance(e, _Cancelled)), errors[0])
+        except BaseException:
+            self.cancel.set()       # an interrupt too: the other downloads stop at their next read
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
         return True
 
     def _have_layer(self, descriptor, diff_id: str) -> bool:
-        """The layer is stored with this very blob (or, for a layer we hold under another blob, as itself)."""
+        """The layer is stored (as this blob, or built or loaded here: docker's "Already exists")."""
         return self.store.has_layer(diff_id)
 
     def _fetch_layer(self, descriptor, diff_id: str) -> None:

@@ -163,7 +163,8 @@ class _Push:
         if len(blobs) == 1:
             self._send(blobs[0])
             return
-        with ThreadPoolExecutor(max_workers=min(WORKERS, len(blobs)), thread_name_prefix="pybuild-push") as pool:
+        pool = ThreadPoolExecutor(max_workers=min(WORKERS, len(blobs)), thread_name_prefix="pybuild-push")
+        try:
             futures = [pool.submit(self._send, b) for b in blobs]
             finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
             if any(f.exception() is not None for f in finished):
@@ -171,6 +172,11 @@ class _Push:
                 wait(futures)
                 errors = [f.exception() for f in futures if f.exception() is not None]
                 raise next((e for e in errors if not isinstance(e, _Cancelled)), errors[0])
+        except BaseException:
+            self.cancel.set()       # an interrupt too: the other blobs stop before their next request
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _send(self, blob) -> None:
         if self.cancel.is_set():
@@ -191,7 +197,7 @@ class _Push:
             stream = open(path, "rb", buffering=0)
             if offset:
                 stream.seek(offset)
-            return stream
+            return _Stoppable(stream, self.cancel)
 
         chunk = CHUNK_SIZE if blob.size >= CHUNKED_FROM else 0     # 0: one request
         self.reg.upload_blob(self.repo, blob.digest, blob.size, opener, chunk_size=chunk,
@@ -215,6 +221,23 @@ class _Push:
 
 class _Cancelled(Exception):
     """Another blob failed: this one stops."""
+
+
+class _Stoppable:
+    """A blob file being uploaded; its next read fails once the push is cancelled (one check per read:
+    the client reads megabytes at a time)."""
+
+    def __init__(self, stream, cancel: threading.Event):
+        self._stream = stream
+        self._cancel = cancel
+
+    def read(self, size: int = -1) -> bytes:
+        if self._cancel.is_set():
+            raise _Cancelled()
+        return self._stream.read(size)
+
+    def close(self) -> None:
+        self._stream.close()
 
 
 @dataclass(frozen=True)

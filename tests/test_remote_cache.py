@@ -473,3 +473,33 @@ def test_registry_cache_with_credentials_over_tls(tmp_path, busybox_tar, origin,
     assert f"warning: cache import from registry {ref} skipped" in progress
     assert set(_states(progress).values()) == {"DONE"}
     assert tls_registry.password not in progress
+
+
+def test_ci_machines_with_the_base_from_the_registry_push_and_inline_cache(tmp_path, registry, registry_busybox):
+    """The whole CI story: empty stores, FROM pulled from the registry, the image pushed with inline
+    cache (``--push --cache-to type=inline``), the next machine building from ``--cache-from`` the
+    pushed image, and a registry cache (mode=max) alongside."""
+    origin = write_context(tmp_path / "origin", DOCKERFILE.replace("FROM busybox", f"FROM {registry_busybox}"),
+                           FILES)
+    image_ref = f"{registry.host}/{unique_repo('app')}:ci"
+    cache_ref = f"{registry.host}/{unique_repo('app-cache')}:ci"
+    first = Machine(tmp_path / "m1")
+    image1, progress = built(first.build(first.context(origin, "w1"), "-t", image_ref, "--push",
+                                         "--cache-to", "type=inline",
+                                         "--cache-to", f"type=registry,ref={cache_ref},mode=max"))
+    assert set(_states(progress).values()) == {"DONE"}
+
+    second = Machine(tmp_path / "m2")
+    image2, progress = built(second.build(second.context(origin, "w2"), "-t", image_ref, "--cache-from", image_ref,
+                                          "--cache-to", "type=inline"))
+    assert set(_states(progress).values()) == {"CACHED"}, progress
+    assert image2 == image1       # inline cache included: the same config
+
+    third = Machine(tmp_path / "m3")
+    context3 = third.context(origin, "w3")
+    (context3 / "a.txt").write_text("alpha two\n")
+    image3, progress = built(third.build(context3, "--cache-from", f"type=registry,ref={cache_ref}"))
+    assert _states(progress) == {"RUN echo one > /one": "CACHED", "COPY a.txt /a.txt": "DONE",
+                                 "RUN cat /a.txt > /a.copy": "DONE", "COPY b.txt /b.txt": "DONE",
+                                 "RUN echo done > /done": "DONE"}
+    assert third.layers(image3)[:2] == first.layers(image1)[:2]

@@ -398,3 +398,19 @@ def test_epoch_from_build_arg_or_global_arg_sets_history_times():
         make_plan_context(df, {"SOURCE_DATE_EPOCH": "context"})
     final = hist.finalize_history(plan.config, epoch=ctx.epoch, base_history=BASE.history)
     assert parse_timestamp(final.created) == 1577836800 * 10**9
+
+
+def test_keys_outside_the_image_spec_are_not_inherited_from_a_base_image():
+    """BuildKit reads a base config into typed fields: docker's extra container keys and any unknown
+    top-level key (an inline build cache, say) do not reach images built on it."""
+    from builder.build.configstep import base_image_config
+    from builder.image.config import ImageConfig
+
+    base = ImageConfig.from_dict({
+        "architecture": "amd64", "os": "linux", "created": "2020-01-01T00:00:00Z",
+        "pybuild.cache.v1": {"entries": []}, "container": "abc",
+        "config": {"Env": ["PATH=/bin"], "Hostname": "h", "Image": "sha256:x", "Cmd": ["sh"]},
+        "rootfs": {"type": "layers", "diff_ids": []}})
+    started = base_image_config(base).to_dict()
+    assert "pybuild.cache.v1" not in started and "container" not in started and "created" not in started
+    assert started["config"] == {"Env": ["PATH=/bin"], "Cmd": ["sh"]}

@@ -170,8 +170,13 @@ def _default_path(os_name: str) -> str:
 
 def base_image_config(config: ImageConfig) -> ImageConfig:
     """A pulled base image's config as a stage starts from it: ``created`` dropped (the history,
-    its times included, is kept), PATH added to Env when missing (not on Windows)."""
-    config = replace(config, created=None)
+    its times included, is kept), PATH added to Env when missing (not on Windows).
+
+    Keys outside the image spec (docker's ``Hostname``/``Image``..., an inline build cache) are
+    dropped, at the top and in ``config``, as BuildKit reads the base config into typed fields."""
+    from ..image.config import EMPTY
+
+    config = replace(config, created=None, extra=EMPTY, config=replace(config.config, extra=EMPTY))
     env = tuple(config.config.env)
     if config.os != "windows" and not any(e.partition("=")[0] == "PATH" for e in env):
         env += (f"PATH={_default_path(config.os)}",)

@@ -56,7 +56,7 @@ def remote_digest(ref: str) -> str:
 
 
 def pushed_digest(stdout: str, tag: str) -> str:
-    found = re.findall(rf"^{re.escape(tag)}: digest: (sha256:[0-9a-f]{{64}}) size: (\d+)$", stdout, re.M)
+    found = re.findall(rf"^{re.escape(tag)}: digest: (sha256:[0-9a-f]{{64}}) size: (\d+)$", stdout, re.MULTILINE)
     assert len(found) == 1, stdout
     return found[0][0]
 

@@ -170,9 +170,9 @@ def _check_base_platform(request: BuildRequest, stage, name: str, config, expect
     have = normalize_platform(Platform(config.os, config.architecture, config.variant))
     want = normalize_platform(expected)
     if (have.os, have.architecture) != (want.os, want.architecture):
-        request.warnings.append(("InvalidBaseImagePlatform",
-                                 f"Base image {name} was pulled with platform \"{have.format_all()}\", expected "
-                                 f"\"{want.format_all()}\" for current build", stage.from_.span.line))
+        message = (f"Base image {name} was pulled with platform \"{have.format_all()}\", expected "
+                   f"\"{want.format_all()}\" for current build")
+        request.warnings.append(("InvalidBaseImagePlatform", message, stage.from_.span.line))
 
 
 def _stage_base(sources, dockerfile, stage, name: str):

@@ -23,7 +23,7 @@ from cache.digests import BlobInfo
 from ..errors import ImageError, LayerError
 from ..image import mediatypes as mt
 from ..image.platform import Platform, host_platform, normalize_platform
-from .errors import BlobDigestMismatch, ManifestNotFound, RegistryError
+from .errors import BlobDigestMismatch, ManifestNotFound
 from .progress import Quiet, TransferProgress
 
 WORKERS = 4                      # layers downloaded at once

@@ -165,7 +165,7 @@ class RegistryServer:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([REGISTRY_BIN, "serve", str(self.config)], stdout=self._log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                     preexec_fn=_die_with_parent)
+                                     preexec_fn=_die_with_parent if _in_main_thread() else None)
         _live.add(self)
         deadline = time.monotonic() + 30
         while not self._answers():
@@ -247,8 +247,17 @@ class RegistryServer:
         return f"RegistryServer({self.url})"
 
 
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
 def _die_with_parent() -> None:
-    """In the child: SIGKILL when the test process dies (a pytest killed by a timeout runs no teardown)."""
+    """In the child: SIGKILL when the test process dies (a pytest killed by a timeout runs no teardown).
+
+    The kernel ties this to the thread that forked, so it is set only for registries started from the
+    main thread (one restarted by a helper thread would die with that thread)."""
     import ctypes
 
     PR_SET_PDEATHSIG = 1

@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
 from tokenserver import TokenServer
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
@@ -61,7 +60,7 @@ def unique_repo(prefix: str = "test") -> str:
 
 
 def _run(*argv: str, input: bytes | None = None) -> bytes:
-    result = subprocess.run(argv, input=input, capture_output=True, timeout=60)
+    result = subprocess.run(argv, check=False, input=input, capture_output=True, timeout=60)
     if result.returncode != 0:
         raise AssertionError(f"{' '.join(argv)}: exit {result.returncode}\n{result.stderr.decode(errors='replace')}")
     return result.stdout
@@ -162,10 +161,10 @@ class RegistryServer:
 
     def start(self) -> RegistryServer:
         assert self.proc is None or self.proc.poll() is not None, "already running"
-        self._log = open(self.log_path, "ab")
+        self._log = open(self.log_path, "ab")  # noqa: SIM115  (closed by _end)
         self.proc = subprocess.Popen([REGISTRY_BIN, "serve", str(self.config)], stdout=self._log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                     preexec_fn=_die_with_parent if _in_main_thread() else None)
+                                     preexec_fn=_die_with_parent if _in_main_thread() else None)  # noqa: PLW1509
         _live.add(self)
         deadline = time.monotonic() + 30
         while not self._answers():

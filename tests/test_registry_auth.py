@@ -20,11 +20,15 @@ import traceback
 from pathlib import Path
 
 import pytest
+from registry_fixtures import PASSWORD, READER, READER_PASSWORD, USER, unique_repo
 
 from builder.registry import settings as registry_settings
 from builder.registry.client import Registry
-from builder.registry.errors import AuthenticationFailed, RegistryError, RegistryUnreachable
-from registry_fixtures import PASSWORD, READER, READER_PASSWORD, USER, unique_repo
+from builder.registry.errors import (
+    AuthenticationFailed,
+    RegistryError,
+    RegistryUnreachable,
+)
 
 DOCKER_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 
@@ -450,3 +454,142 @@ def test_unknown_settings_are_a_clear_error(client_env):
         registry_settings.settings_for("r.example")
     assert "insecure" in str(caught.value)
     assert str(client_env.settings) in str(caught.value)
+
+
+# ----------------------------------------------------------------------------------------------
+# the CLI: pybuild login / logout, then pull and push; what --debug shows
+
+
+def cli(env: ClientEnv, root: Path, *args: str, input: bytes | None = None):
+    from image_fixtures import pb
+
+    return pb(root, *args, input=input, env={**env.vars, "SOURCE_DATE_EPOCH": "1577836800"})
+
+
+def cli_ok(env: ClientEnv, root: Path, *args: str, input: bytes | None = None) -> str:
+    from image_fixtures import ok
+
+    return ok(cli(env, root, *args, input=input))
+
+
+def all_output(result) -> str:
+    return result.stdout.decode(errors="replace") + result.stderr.decode(errors="replace")
+
+
+@pytest.fixture
+def busybox_root(tmp_path, busybox_tar, client_env):
+    root = tmp_path / "root"
+    cli_ok(client_env, root, "import", str(busybox_tar), "busybox:latest")
+    return root
+
+
+def test_cli_login_push_pull_logout_over_tls(tls_registry, client_env, busybox_root, tmp_path):
+    from image_fixtures import fails
+
+    host = tls_registry.host
+    client_env.trust(host, tls_registry.ca)
+    name = f"{host}/{unique_repo('cli')}:1"
+    cli_ok(client_env, busybox_root, "tag", "busybox:latest", name)
+    # before login: a clear refusal that says how to log in
+    err = fails(cli(client_env, busybox_root, "push", name))
+    assert host in err and "login" in err, err
+
+    result = cli(client_env, busybox_root, "login", "-u", USER, "--password-stdin", host,
+                 input=f"{PASSWORD}\n".encode())
+    from image_fixtures import ok
+
+    assert "Login Succeeded" in ok(result)
+    assert_no_secrets(all_output(result), PASSWORD)
+    entry = client_env.config()["auths"][host]
+    assert base64.b64decode(entry["auth"]).decode() == f"{USER}:{PASSWORD}"
+
+    pushed = cli(client_env, busybox_root, "--debug", "push", name)
+    assert pushed.returncode == 0, all_output(pushed)
+    assert_no_secrets(all_output(pushed), PASSWORD)
+    fresh = tmp_path / "fresh"
+    pulled = cli(client_env, fresh, "--debug", "pull", name)
+    assert pulled.returncode == 0, all_output(pulled)
+    assert_no_secrets(all_output(pulled), PASSWORD)
+    assert cli_ok(client_env, fresh, "run", "--rm", name, "echo", "pulled") == "pulled\n"
+
+    assert cli_ok(client_env, fresh, "logout", host) == f"Removing login credentials for {host}\n"
+    assert host not in client_env.config().get("auths", {})
+    assert cli_ok(client_env, fresh, "logout", host) == f"Not logged in to {host}\n"
+    err = fails(cli(client_env, tmp_path / "third", "pull", name))
+    assert host in err and "login" in err, err
+
+
+def test_cli_login_with_a_wrong_password_saves_nothing(tls_registry, client_env, tmp_path):
+    from image_fixtures import fails
+
+    host = tls_registry.host
+    client_env.trust(host, tls_registry.ca)
+    wrong = "Wrong-Password-4711"
+    result = cli(client_env, tmp_path / "root", "login", "-u", USER, "--password-stdin", host,
+                 input=f"{wrong}\n".encode())
+    err = fails(result)
+    assert host in err
+    assert_no_secrets(all_output(result), wrong)
+    assert not (client_env.docker_config / "config.json").exists() or \
+        host not in client_env.config().get("auths", {})
+    # --debug shows a traceback, still without the password
+    result = cli(client_env, tmp_path / "root", "--debug", "login", "-u", USER, "--password-stdin", host,
+                 input=f"{wrong}\n".encode())
+    assert result.returncode != 0
+    assert_no_secrets(all_output(result), wrong)
+
+
+def test_cli_login_to_a_tls_registry_without_its_ca(tls_registry, client_env, tmp_path):
+    from image_fixtures import fails
+
+    result = cli(client_env, tmp_path / "root", "login", "-u", USER, "--password-stdin", tls_registry.host,
+                 input=f"{PASSWORD}\n".encode())
+    err = fails(result)
+    assert tls_registry.host in err and "certificate" in err.lower()
+    assert_no_secrets(all_output(result), PASSWORD)
+
+
+def test_cli_token_registry_debug_output_has_no_password_or_token(token_registry, client_env, busybox_root,
+                                                                  tmp_path):
+    from image_fixtures import fails
+
+    host = token_registry.host
+    tokens = token_registry.tokens
+    cli_ok(client_env, busybox_root, "login", "-u", USER, "--password-stdin", host, input=f"{PASSWORD}\n".encode())
+    name = f"{host}/{unique_repo('tokcli')}:1"
+    cli_ok(client_env, busybox_root, "tag", "busybox:latest", name)
+    seen = len(tokens.issued)
+    pushed = cli(client_env, busybox_root, "--debug", "push", name)
+    assert pushed.returncode == 0, all_output(pushed)
+    pulled = cli(client_env, tmp_path / "fresh", "--debug", "pull", name)
+    assert pulled.returncode == 0, all_output(pulled)
+    assert len(tokens.issued) > seen
+    for result in (pushed, pulled):
+        assert_no_secrets(all_output(result), PASSWORD, *tokens.issued)
+
+    # the reader may pull but not push: a clear error, no token in it even with --debug
+    client_env.write_config({})
+    cli_ok(client_env, busybox_root, "login", "-u", READER, "--password-stdin", host,
+           input=f"{READER_PASSWORD}\n".encode())
+    denied = cli(client_env, busybox_root, "push", name)
+    err = fails(denied)
+    assert host in err
+    denied_debug = cli(client_env, busybox_root, "--debug", "push", name)
+    assert denied_debug.returncode != 0
+    for result in (denied, denied_debug):
+        assert_no_secrets(all_output(result), READER_PASSWORD, PASSWORD, *tokens.issued)
+
+
+def test_cli_login_and_logout_through_a_credential_helper(tls_registry, client_env, tmp_path):
+    host = tls_registry.host
+    client_env.trust(host, tls_registry.ca)
+    helper = CredentialHelper(client_env, "pbcli")
+    client_env.write_config({"credsStore": "pbcli"})
+    out = cli_ok(client_env, tmp_path / "root", "login", "-u", USER, "--password-stdin", host,
+                 input=f"{PASSWORD}\n".encode())
+    assert "Login Succeeded" in out and "docker-credential-pbcli" in out
+    assert helper.get(host) == {"ServerURL": host, "Username": USER, "Secret": PASSWORD}
+    assert_no_secrets((client_env.docker_config / "config.json").read_text(), PASSWORD)
+    assert cli_ok(client_env, tmp_path / "root", "logout", host) == f"Removing login credentials for {host}\n"
+    assert helper.get(host) is None
+    assert "erase" in helper.calls()

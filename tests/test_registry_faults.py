@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import REPO
 from image_fixtures import EPOCH, fails, ok, pb
 from registry_fixtures import unique_repo
@@ -71,13 +70,13 @@ def snapshot(root) -> dict:
 
 
 def pushed_digest(stdout: str, tag: str) -> str:
-    found = re.findall(rf"^{re.escape(tag)}: digest: (sha256:[0-9a-f]{{64}}) size: \d+$", stdout, re.M)
+    found = re.findall(rf"^{re.escape(tag)}: digest: (sha256:[0-9a-f]{{64}}) size: \d+$", stdout, re.MULTILINE)
     assert len(found) == 1, stdout
     return found[0]
 
 
 def pulled_digest(stdout: str) -> str:
-    found = re.findall(r"^Digest: (sha256:[0-9a-f]{64})$", stdout, re.M)
+    found = re.findall(r"^Digest: (sha256:[0-9a-f]{64})$", stdout, re.MULTILINE)
     assert len(found) == 1, stdout
     return found[0]
 

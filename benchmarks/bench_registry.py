@@ -13,8 +13,9 @@ for the next run. Then, one run each, against fresh ``docker-registry`` processe
     pybuild push   store -> registry A          skopeo push   OCI layout -> registry B
     pybuild pull   registry A -> empty store    skopeo pull   registry B -> empty OCI layout
 
-Neither side compresses anything (the blobs are gzip already). ``pybuild pull`` also unpacks every
-layer into the store's snapshot (ready to run), which skopeo's copy to a layout does not do.
+Neither side compresses anything (the blobs are gzip already). ``pybuild pull`` also decompresses
+and hashes every layer to check it against the config's diff_id (what the store records), which
+skopeo's copy to a layout does not do; neither unpacks.
 Figures: seconds and MB/s of compressed image data (decimal MB).
 """
 

@@ -152,3 +152,10 @@ def test_a_broken_config_json_is_named(home):
     with pytest.raises(credentials.CredentialsError) as err:
         credentials.lookup("a")
     assert str(path) in str(err.value)
+
+
+def test_a_rewritten_settings_file_is_read_again(home):
+    write_settings(home, '[registry."a.example"]\ninsecure = true\n')
+    assert settings.settings_for("a.example").insecure
+    write_settings(home, '[registry."a.example"]\ninsecure = false\nca = "/ca.pem"\n')
+    assert not settings.settings_for("a.example").insecure

@@ -57,12 +57,13 @@ def _check_digest(digest: str) -> None:
 class Registry:
     """One registry host; ``mirrors`` are other ``Registry`` objects tried first for reads."""
 
-    def __init__(self, host: str, *, mirrors: tuple = ()):
-        from . import credentials
+    def __init__(self, host: str, *, mirrors: tuple = (), credentials=None):
+        """``credentials``: use these instead of the configured ones (``pybuild login`` checks new ones)."""
+        from . import credentials as stored
 
         self.settings = settings_for(host)
         self.host = self.settings.host
-        self.transport = Transport(self.settings, credentials.lookup(self.host))
+        self.transport = Transport(self.settings, credentials if credentials is not None else stored.lookup(self.host))
         self.mirrors: tuple[Registry, ...] = tuple(mirrors)
 
     def __repr__(self) -> str:

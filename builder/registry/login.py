@@ -12,12 +12,9 @@ def login(server: str | None, username: str, password: str) -> str:
     """
     from . import credentials
     from .client import Registry
-    from .transport import Transport
 
     host = canonical_host(server or DOCKER_HUB)
-    registry = Registry(host)
-    registry.transport.close()
-    registry.transport = Transport(registry.settings, credentials.Credentials(username, password))
+    registry = Registry(host, credentials=credentials.Credentials(username, password))
     try:
         registry.ping()
     finally:

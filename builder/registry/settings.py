@@ -130,16 +130,21 @@ _loaded: tuple | None = None
 
 
 def all_settings() -> dict[str, HostSettings]:
-    """Every host's settings from the file (read once per process and path)."""
+    """Every host's settings from the file (read again only when the file changes)."""
     global _loaded
     path = settings_path()
-    if _loaded is None or _loaded[0] != path:
+    try:
+        st = os.stat(path)
+        stamp = (str(path), st.st_ino, st.st_mtime_ns, st.st_size)
+    except OSError:
+        stamp = (str(path), None)
+    if _loaded is None or _loaded[0] != stamp:
         table = _read(path)
         hosts = {}
         for name, raw in table.items():
             host = canonical_host(name)
             hosts[host] = _host_settings(path, host, raw)
-        _loaded = (path, hosts)
+        _loaded = (stamp, hosts)
     return _loaded[1]
 
 

@@ -453,3 +453,19 @@ def test_progress_bars_on_a_terminal(tmp_path, registry_busybox):
         assert store.resolve(registry_busybox) == result.image_id
     text = out.getvalue()
     assert "Downloading" in text and ": Pull complete" in text and "Status: Downloaded newer image" in text
+
+
+def test_onbuild_copy_from_of_a_pulled_base_makes_that_stage_a_dependency(tmp_path, registry, registry_busybox,
+                                                                          env):
+    """The base is resolved (pulled) before the stages are ordered, as BuildKit does, so its ONBUILD
+    ``COPY --from=helper`` builds the helper stage that nothing else needs."""
+    repo = f"{registry.host}/{unique_repo('onbuild')}"
+    maker = tmp_path / "maker"
+    ctx = context(tmp_path / "basectx", f"FROM {registry_busybox}\nONBUILD COPY --from=helper /made /made\n")
+    ok(run(maker, "build", "-q", "-t", f"{repo}:1", "--push", str(ctx), env=env))
+
+    ctx = context(tmp_path / "ctx", f"FROM {registry_busybox} AS helper\nRUN echo by-helper > /made\n"
+                                    f"FROM {repo}:1\n")
+    root = tmp_path / "root"
+    ok(run(root, "build", "-q", "-t", "app:1", str(ctx), env=env))
+    assert ok(run(root, "run", "--rm", "app:1", "cat", "/made", env=env)) == "by-helper\n"

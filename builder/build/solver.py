@@ -64,8 +64,15 @@ def build(store, request: BuildRequest) -> BuildResult:
             raise UsageError(f"target stage {request.target!r} could not be found")
         target_index = found.index
     resolved = [resolve_from(stage, ctx.eval.global_args, ctx.eval.lexer) for stage in stages]
-    graph = stage_graph(dockerfile, [r.base_name for r in resolved], target_index, request.named_contexts,
+    from ..registry.bases import BasePuller
+
+    puller = BasePuller(store, always=request.pull, platform=request.platform, progress=request.pull_progress)
+    bases = [r.base_name for r in resolved]
+    graph = stage_graph(dockerfile, bases, target_index, request.named_contexts,
                         image_triggers=lambda name: _image_triggers(store, request, name))
+    if _pull_bases(graph, puller, request.named_contexts):   # as BuildKit, every needed base resolved first (in parallel);
+        graph = stage_graph(dockerfile, bases, target_index, request.named_contexts,   # their triggers
+                            image_triggers=lambda name: _image_triggers(store, request, name))  # may add deps
     options = request.options
     offsets, position = {}, 0
     for index in graph.needed:
@@ -75,10 +82,7 @@ def build(store, request: BuildRequest) -> BuildResult:
     with store.lease("build") as lease, _named_contexts(request, store) as named:
         sources = BuildSources(store, dockerfile, context_dir=request.context_dir, ignore=request.ignore,
                                named=named, lease=lease)
-        from ..registry.bases import BasePuller
-
-        sources.puller = BasePuller(store, always=request.pull, platform=request.platform,
-                                    progress=request.pull_progress)
+        sources.puller = puller
         executor = StageExecutor(store, dockerfile, ctx, request.context_dir, options, sources=sources)
         plans: dict[int, tuple] = {}
 
@@ -138,6 +142,30 @@ def _export_cache(store, request: BuildRequest, graph, executor, target: int) ->
             error = export_cache(store, spec, records_for(graph, executor.cache_records, target, spec.mode))
         done.append((spec, error))
     return tuple(done)
+
+
+def _pull_bases(graph, puller, named_contexts) -> bool:
+    """Pull the needed stages' image bases that are missing (all of them with --pull), several at
+    once; True if any was pulled. Failures are kept by the puller and reported at their FROM."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    named = {n.lower() for n in named_contexts}
+    names = list(dict.fromkeys(graph.nodes[i].base.name for i in graph.needed
+                               if graph.nodes[i].base.kind == "external" and graph.nodes[i].base.name.lower()
+                               not in named and graph.nodes[i].base.name != "scratch"))
+    wanted = [n for n in names if puller.wanted(n)]
+    if not wanted:
+        return False
+
+    def ensure(name: str) -> None:
+        try:
+            puller.ensure(name)
+        except ImageError:
+            pass
+
+    with ThreadPoolExecutor(max_workers=min(4, len(wanted)), thread_name_prefix="pybuild-bases") as pool:
+        list(pool.map(ensure, wanted))
+    return True
 
 
 def _image_triggers(store, request: BuildRequest, name: str) -> tuple:

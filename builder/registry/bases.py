@@ -53,6 +53,21 @@ class BasePuller:
             if error is not None:
                 raise error
 
+    def wanted(self, name: str) -> bool:
+        """Would ``ensure`` pull ``name`` (a reference missing from the store, or any with --pull)?"""
+        from ..image.reference import parse_lookup
+
+        try:
+            lookup = parse_lookup(name)
+        except PybuildError:
+            return False
+        if lookup.reference is None:
+            return False
+        with self._lock:
+            if str(lookup.reference) in self._done:
+                return False
+        return self.always or not self._present(name)
+
     def _present(self, name: str) -> bool:
         from ..images.service import resolve_image
 

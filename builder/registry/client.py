@@ -267,11 +267,18 @@ class Registry:
         return response
 
     def mount_blob(self, repo: str, digest: str, from_repo: str) -> bool:
-        """Ask the registry to link a blob it holds under ``from_repo`` into ``repo`` (no upload)."""
-        response = self.transport.request(
-            "POST", f"/v2/{repo}/blobs/uploads/", params={"mount": digest, "from": from_repo},
-            scopes=(repository_scope(repo, "pull,push"), repository_scope(from_repo, "pull")))
+        """Ask the registry to link a blob it holds under ``from_repo`` into ``repo`` (no upload).
+
+        False when it will not (the blob is not there, or we may not read ``from_repo``): upload it."""
+        try:
+            response = self.transport.request(
+                "POST", f"/v2/{repo}/blobs/uploads/", params={"mount": digest, "from": from_repo},
+                scopes=(repository_scope(repo, "pull,push"), repository_scope(from_repo, "pull")))
+        except AuthenticationFailed:
+            return False
         response.close()
+        if response.status_code in (401, 403):
+            return False
         if response.status_code == 201:
             return True
         if response.status_code == 202:   # not mountable: the registry opened an upload instead; drop it

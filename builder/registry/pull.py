@@ -24,6 +24,7 @@ from ..errors import ImageError, LayerError
 from ..image import mediatypes as mt
 from ..image.platform import Platform, host_platform, normalize_platform
 from .errors import BlobDigestMismatch, ManifestNotFound
+from .parallel import Cancelled, run_all
 from .progress import Quiet, TransferProgress
 
 WORKERS = 4                      # layers downloaded at once
@@ -68,10 +69,6 @@ def pull(store, name: str, *, platform: Platform | None = None, strict_platform:
 
 def _display(ref) -> str:
     return f"{ref.name}@{ref.digest}" if ref.digest else f"{ref.name}:{ref.tag}"
-
-
-class _Cancelled(Exception):
-    """Another layer failed: this download stops."""
 
 
 class _Pull:
@@ -206,8 +203,6 @@ class _Pull:
 
     def _layers(self, layers, diff_ids) -> bool:
         """Download and store every layer not stored yet (several at once); True if any was downloaded."""
-        from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-
         todo = []
         for descriptor, diff_id in zip(layers, diff_ids):
             if self._have_layer(descriptor, diff_id):
@@ -220,23 +215,7 @@ class _Pull:
         for descriptor, diff_id in todo:
             seen.setdefault(descriptor.digest, (descriptor, diff_id))   # one blob listed twice: fetched once
         jobs = list(seen.values())
-        if len(jobs) == 1:
-            self._fetch_layer(*jobs[0])
-            return True
-        pool = ThreadPoolExecutor(max_workers=min(WORKERS, len(jobs)), thread_name_prefix="pybuild-pull")
-        try:
-            futures = [pool.submit(self._fetch_layer, d, i) for d, i in jobs]
-            finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            if any(f.exception() is not None for f in finished):
-                self.cancel.set()
-                wait(futures)
-                errors = [f.exception() for f in futures if f.exception() is not None]
-                raise next((e for e in errors if not isinstance(e, _Cancelled)), errors[0])
-        except BaseException:
-            self.cancel.set()       # an interrupt too: the other downloads stop at their next read
-            raise
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        run_all(lambda job: self._fetch_layer(*job), jobs, workers=WORKERS, cancel=self.cancel, name="pybuild-pull")
         return True
 
     def _have_layer(self, descriptor, diff_id: str) -> bool:
@@ -247,7 +226,7 @@ class _Pull:
         from ..images.layers import store_layer_blob
 
         if self.cancel.is_set():
-            raise _Cancelled()
+            raise Cancelled()
         compression = mt.layer_compression(descriptor.media_type) or "none"
         expected = BlobInfo(descriptor.digest, descriptor.size)
         if self.store.has_blob(descriptor.digest):     # the blob is here, its layer record is not
@@ -296,7 +275,7 @@ class _Counted:
 
     def read(self, size: int = -1) -> bytes:
         if self._pull.cancel.is_set():
-            raise _Cancelled()
+            raise Cancelled()
         data = self._stream.read(_READ if size is None or size < 0 else size)
         if data:
             self._hash.update(data)

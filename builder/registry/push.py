@@ -21,6 +21,7 @@ from cache.digests import BlobInfo
 
 from ..errors import ImageError
 from ..image import mediatypes as mt
+from .parallel import Cancelled, run_all
 from .progress import Quiet, TransferProgress
 
 WORKERS = 4
@@ -156,31 +157,13 @@ class _Push:
         return False
 
     def _send_all(self, blobs: list) -> None:
-        from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-
         if not blobs:
             return
-        if len(blobs) == 1:
-            self._send(blobs[0])
-            return
-        pool = ThreadPoolExecutor(max_workers=min(WORKERS, len(blobs)), thread_name_prefix="pybuild-push")
-        try:
-            futures = [pool.submit(self._send, b) for b in blobs]
-            finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            if any(f.exception() is not None for f in finished):
-                self.cancel.set()
-                wait(futures)
-                errors = [f.exception() for f in futures if f.exception() is not None]
-                raise next((e for e in errors if not isinstance(e, _Cancelled)), errors[0])
-        except BaseException:
-            self.cancel.set()       # an interrupt too: the other blobs stop before their next request
-            raise
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        run_all(self._send, blobs, workers=WORKERS, cancel=self.cancel, name="pybuild-push")
 
     def _send(self, blob) -> None:
         if self.cancel.is_set():
-            raise _Cancelled()
+            raise Cancelled()
         if isinstance(blob, _Later):
             blob = blob.make()
         if self.reg.blob_size(self.repo, blob.digest) is not None:
@@ -193,7 +176,7 @@ class _Push:
 
         def opener(offset: int = 0):
             if self.cancel.is_set():
-                raise _Cancelled()
+                raise Cancelled()
             stream = open(path, "rb", buffering=0)
             if offset:
                 stream.seek(offset)
@@ -219,10 +202,6 @@ class _Push:
         return PushResult(str(self.ref), digest, len(data))
 
 
-class _Cancelled(Exception):
-    """Another blob failed: this one stops."""
-
-
 class _Stoppable:
     """A blob file being uploaded; its next read fails once the push is cancelled (one check per read:
     the client reads megabytes at a time)."""
@@ -233,7 +212,7 @@ class _Stoppable:
 
     def read(self, size: int = -1) -> bytes:
         if self._cancel.is_set():
-            raise _Cancelled()
+            raise Cancelled()
         return self._stream.read(size)
 
     def close(self) -> None:

@@ -157,6 +157,9 @@ def main(argv=None) -> int:
         mine = next(s for n, s in results if n.startswith(f"pybuild {verb}"))
         theirs = next(s for n, s in results if n.startswith(f"skopeo {verb}"))
         print(f"{verb}: pybuild / skopeo = {mine / theirs:.2f}x")
+    mine = sum(s for n, s in results if n.startswith("pybuild"))
+    theirs = sum(s for n, s in results if n.startswith("skopeo"))
+    print(f"push + pull: pybuild {mine:.2f} s, skopeo {theirs:.2f} s = {mine / theirs:.2f}x")
     return 0
 
 

@@ -10,23 +10,22 @@ receives the entries of the final stage's chain (``mode=min``) or of every stage
 (``mode=max``): an OCI image layout directory (``type=local,dest=``), a registry artifact
 (``type=registry,ref=``), or the image config itself (``type=inline``).
 
-Spec syntax is buildx's: CSV ``key=value`` fields, a bare value being a registry reference.
+Specs: ``cachespec``; where imported entries come from: ``cachesources``.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
 import threading
 from collections.abc import Callable, Iterable
-from contextlib import contextmanager
-from dataclasses import dataclass
 
-from ..errors import PybuildError, UsageError
+from ..errors import PybuildError
 from ..image import mediatypes as mt
 from .cacheformat import CacheFormatError, CacheRecord, RemoteEntry
+from .cachesources import LayoutSource, RegistrySource
+from .cachespec import CacheExportError, CacheSpec, parse_cache_specs
 
 __all__ = [
     "CacheExportError",
@@ -39,238 +38,9 @@ __all__ = [
     "with_inline",
 ]
 
-_TYPES = ("registry", "local", "inline")
-# buildx attributes that describe what we always write (an OCI image manifest, gzip layers): accepted
-_ALWAYS = ("oci-mediatypes", "image-manifest", "compression")
-_TO_ATTRS = {"registry": ("ref", "mode", "ignore-error", *_ALWAYS), "local": ("dest", "mode", "ignore-error", *_ALWAYS),
-             "inline": ()}
-_FROM_ATTRS = {"registry": ("ref",), "local": ("src",), "inline": ()}
-_SMALL = 16 << 20   # manifests and cache configs are read into memory; refuse anything bigger
 _WORKERS = 4         # layers compressed / uploaded at once
 _CHUNKED_FROM = 128 << 20   # layers this large are uploaded in resumable chunks
 _CHUNK = 64 << 20
-
-
-class CacheExportError(PybuildError):
-    """Writing a ``--cache-to`` destination failed (the build itself succeeded)."""
-
-
-@dataclass(frozen=True)
-class CacheSpec:
-    type: str                 # registry | local | inline
-    ref: str = ""             # registry: HOST/REPO[:TAG]
-    path: str = ""            # local: dest (--cache-to) or src (--cache-from)
-    mode: str = "min"         # --cache-to: min (the final stage's chain) | max (every stage built)
-    ignore_error: bool = False
-    text: str = ""
-
-    def describe(self) -> str:
-        if self.type == "registry":
-            return f"registry {self.ref}"
-        if self.type == "local":
-            return f"directory {self.path}"
-        return "the image config (inline)"
-
-
-def _bool(value: str, flag: str, text: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("1", "t", "true"):
-        return True
-    if lowered in ("0", "f", "false"):
-        return False
-    raise UsageError(f"{flag} {text}: {value!r} is not a boolean")
-
-
-def parse_cache_spec(text: str, *, to: bool) -> CacheSpec:
-    """One ``--cache-to`` (``to``) or ``--cache-from`` value."""
-    flag = "--cache-to" if to else "--cache-from"
-    try:
-        fields = next(csv.reader([text]), [])
-    except csv.Error as err:
-        raise UsageError(f"{flag} {text}: {err}") from None
-    if len(fields) == 1 and "=" not in fields[0]:
-        return CacheSpec("registry", ref=fields[0].strip(), text=text)   # buildx: a bare ref
-    attrs: dict[str, str] = {}
-    for field in fields:
-        key, sep, value = field.partition("=")
-        if not sep:
-            raise UsageError(f"{flag} {text}: invalid value {field!r} (expected key=value)")
-        attrs[key.strip().lower()] = value.strip()
-    kind = attrs.pop("type", "")
-    if not kind:
-        raise UsageError(f"{flag} {text}: type is required")
-    if kind not in _TYPES:
-        raise UsageError(f"{flag} {text}: cache type {kind!r} is not supported (use registry, local or inline)")
-    known = (_TO_ATTRS if to else _FROM_ATTRS)[kind]
-    for key in attrs:
-        if key not in known:
-            takes = f"it takes {', '.join(known)}" if known else "it takes none"
-            raise UsageError(f"{flag} {text}: type={kind} has no attribute {key!r} ({takes})")
-    if attrs.get("compression", "gzip") != "gzip":
-        raise UsageError(f"{flag} {text}: only compression=gzip is supported for the cache")
-    for key in ("oci-mediatypes", "image-manifest"):
-        if key in attrs and not _bool(attrs[key], flag, text):
-            raise UsageError(f"{flag} {text}: {key}=false is not supported (the cache is an OCI image manifest)")
-    mode = attrs.get("mode", "min")
-    if mode not in ("min", "max"):
-        raise UsageError(f"{flag} {text}: mode must be min or max, not {mode!r}")
-    spec = CacheSpec(kind, ref=attrs.get("ref", ""), path=attrs.get("dest" if to else "src", ""), mode=mode,
-                     ignore_error=_bool(attrs["ignore-error"], flag, text) if "ignore-error" in attrs else False,
-                     text=text)
-    if kind == "registry" and not spec.ref:
-        raise UsageError(f"{flag} {text}: ref is required for a registry cache")
-    if kind == "local" and not spec.path:
-        raise UsageError(f"{flag} {text}: {'dest' if to else 'src'} is required for a local cache")
-    if kind == "inline" and not to:
-        raise UsageError(f"{flag} {text}: inline cache is read from an image: --cache-from REF")
-    if spec.ref:
-        _reference(spec.ref, flag, text)
-    return spec
-
-
-def parse_cache_specs(values: Iterable[str], *, to: bool) -> tuple[CacheSpec, ...]:
-    return tuple(parse_cache_spec(v, to=to) for v in values if v.strip())
-
-
-def _reference(ref: str, flag: str = "", text: str = ""):
-    from ..errors import InvalidReference
-    from ..image.reference import parse_reference
-
-    try:
-        return parse_reference(ref)
-    except InvalidReference as err:
-        if flag:
-            raise UsageError(f"{flag} {text}: {err.message}") from None
-        raise
-
-
-# ----------------------------------------------------------------------------------------------
-# where entries come from
-
-
-class _Layout:
-    """An OCI image layout directory (``type=local``)."""
-
-    def __init__(self, path: str):
-        self.path = path
-
-    def describe(self) -> str:
-        return f"directory {self.path}"
-
-    def _blob_path(self, digest: str) -> str:
-        algorithm, _, hex_ = digest.partition(":")
-        if algorithm != "sha256" or len(hex_) != 64 or not all(c in "0123456789abcdef" for c in hex_):
-            raise CacheFormatError(f"{self.describe()}: not a sha256 digest: {digest!r}")
-        return os.path.join(self.path, "blobs", algorithm, hex_)
-
-    @contextmanager
-    def open_blob(self, digest: str):
-        with open(self._blob_path(digest), "rb") as fh:
-            yield fh
-
-    def read_blob(self, digest: str) -> bytes:
-        with self.open_blob(digest) as fh:
-            data = fh.read(_SMALL + 1)
-        return _checked(data, digest, self.describe())
-
-    def load(self, platform) -> dict:
-        try:
-            with open(os.path.join(self.path, "index.json"), "rb") as fh:
-                index = json.loads(fh.read(_SMALL))
-        except FileNotFoundError:
-            raise _Missing(f"{self.describe()} has no cache (no index.json)") from None
-        except ValueError as err:
-            raise CacheFormatError(f"{self.describe()}: index.json is not JSON: {err}") from None
-        manifests = index.get("manifests") if isinstance(index, dict) else None
-        if not isinstance(manifests, list) or not manifests:
-            raise _Missing(f"{self.describe()} has no cache (an empty index.json)")
-        from .cacheformat import CACHE_CONFIG
-
-        ours = [m for m in manifests if isinstance(m, dict) and m.get("artifactType") == CACHE_CONFIG]
-        chosen = (ours or manifests)[-1]
-        if not isinstance(chosen, dict) or not isinstance(chosen.get("digest"), str):
-            raise CacheFormatError(f"{self.describe()}: index.json has no manifest digest")
-        return _entries_from(self, self.read_blob(chosen["digest"]), chosen.get("mediaType", ""), platform)
-
-
-class _Registry:
-    """A repository in a registry (``type=registry``, or an image carrying inline cache)."""
-
-    def __init__(self, ref: str):
-        from ..registry.client import Registry
-
-        self.reference = _reference(ref)
-        self.repo = self.reference.path
-        self.registry = Registry.for_reference(self.reference)
-        self.ref = ref
-
-    def describe(self) -> str:
-        return f"registry {self.ref}"
-
-    @contextmanager
-    def open_blob(self, digest: str):
-        with self.registry.open_blob(self.repo, digest) as stream:
-            yield stream
-
-    def read_blob(self, digest: str) -> bytes:
-        return self.registry.fetch_blob(self.repo, digest, limit=_SMALL)   # checked against its digest
-
-    def load(self, platform) -> dict:
-        from ..registry.errors import ManifestNotFound
-
-        tag = self.reference.digest or self.reference.tag or "latest"
-        try:
-            fetched = self.registry.get_manifest(self.repo, tag)
-        except ManifestNotFound:
-            raise _Missing(f"{self.describe()} not found") from None
-        return _entries_from(self, fetched.data, fetched.media_type, platform, fetch_manifest=self._manifest)
-
-    def _manifest(self, digest: str) -> tuple[bytes, str]:
-        fetched = self.registry.get_manifest(self.repo, digest)
-        return fetched.data, fetched.media_type
-
-
-class _Missing(PybuildError):
-    """No cache at that place (a warning: the first build has nothing to import)."""
-
-
-def _checked(data: bytes, digest: str, where: str) -> bytes:
-    if len(data) > _SMALL:
-        raise CacheFormatError(f"{where}: {digest} is too large for a cache manifest or config")
-    if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
-        raise CacheFormatError(f"{where}: {digest} does not match its content")
-    return data
-
-
-def _entries_from(source, data: bytes, media_type: str, platform, fetch_manifest=None) -> dict:
-    """key -> (RemoteEntry, source) from a cache manifest, an image manifest with inline cache, or an
-    index (its entry for ``platform``)."""
-    from ..image.config import parse_config
-    from ..image.index import parse_document, select_manifest
-    from ..image.manifest import Manifest
-    from .cacheformat import is_cache_manifest, read_artifact, read_inline
-
-    document = parse_document(data, media_type)
-    if not isinstance(document, Manifest):
-        chosen = select_manifest(document, platform)
-        if fetch_manifest is not None:
-            data, media_type = fetch_manifest(chosen.digest)
-            data = _checked(data, chosen.digest, source.describe())
-        else:
-            data, media_type = source.read_blob(chosen.digest), chosen.media_type
-        document = parse_document(data, media_type)
-        if not isinstance(document, Manifest):
-            raise CacheFormatError(f"{source.describe()}: an index inside an index")
-    config = source.read_blob(document.config.digest)
-    if is_cache_manifest(document):
-        entries = read_artifact(document, config)
-    elif mt.is_config(document.config.media_type):
-        entries = read_inline(parse_config(config), document)
-    else:
-        raise CacheFormatError(f"{source.describe()} is neither a pybuild cache nor an image "
-                               f"(config type {document.config.media_type})")
-    return {key: (entry, source) for key, entry in entries.items()}
-
 
 # ----------------------------------------------------------------------------------------------
 # import
@@ -347,9 +117,10 @@ def load_imports(store, specs: Iterable[CacheSpec], *, platform=None,
     entries: dict = {}
     for spec in specs:
         try:
-            source = _Layout(spec.path) if spec.type == "local" else _Registry(spec.ref)
+            source = LayoutSource(spec.path) if spec.type == "local" else RegistrySource(spec.ref)
             found = source.load(platform)
-        except Exception as err:  # noqa: BLE001 (buildx: an import that fails is a warning, not an error)
+        except (PybuildError, OSError, ValueError) as err:   # buildx: an import that fails warns (a missing
+                                                              # cache is CacheMissing); a bug still raises
             warn(f"cache import from {spec.describe()} skipped: {_reason(err)}")
             continue
         for key, value in found.items():
@@ -482,7 +253,7 @@ def _push(store, ref: str, manifest: bytes, config: bytes, layers: list) -> None
     import io
     from concurrent.futures import ThreadPoolExecutor
 
-    target = _Registry(ref)
+    target = RegistrySource(ref)
     registry, repo = target.registry, target.repo
     tag = target.reference.tag or "latest"
 

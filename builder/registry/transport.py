@@ -148,8 +148,6 @@ class Transport:
         return response
 
     def _send(self, method, url, scopes, headers, content, params, stream, replayable):
-        import httpx
-
         delay = 0.2
         deadline = time.monotonic() + (RETRY_WINDOW if self._answered else 2.0)
         attempts = 0

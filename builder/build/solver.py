@@ -123,11 +123,12 @@ def build(store, request: BuildRequest) -> BuildResult:
 
 def _inline_cache(request: BuildRequest, graph, executor, target: int, config):
     """``--cache-to type=inline``: the final chain's cache entries in the image config (a base image's
-    own inline cache, which describes the base's build, is never passed on)."""
+    own inline cache, which describes the base's build, never gets this far: ``base_image_config``
+    drops keys outside the image spec)."""
+    if not any(spec.type == "inline" for spec in request.cache_to):
+        return config
     from .remotecache import records_for, with_inline
 
-    if not any(spec.type == "inline" for spec in request.cache_to):
-        return with_inline(config, None)
     return with_inline(config, records_for(graph, executor.cache_records, target, "min"))
 
 

@@ -175,6 +175,8 @@ def _push(store, result, wanted, progress, quiet: bool) -> None:
 def _remote_cache(store, request, cache_to, cache_from, quiet: bool) -> None:
     """--cache-to / --cache-from (buildx syntax), checked before the build; the imports' manifests are
     read now (one that cannot be read is a warning)."""
+    if not cache_to and not cache_from:
+        return
     from ..build.remotecache import load_imports, parse_cache_specs
 
     request.cache_to = parse_cache_specs(cache_to, to=True)

@@ -21,6 +21,8 @@ import os
 import threading
 from collections.abc import Callable, Iterable
 
+from cache.errors import StoreError
+
 from ..errors import PybuildError
 from ..image import mediatypes as mt
 from .cacheformat import CacheFormatError, CacheRecord, RemoteEntry
@@ -73,7 +75,7 @@ class CacheImports:
                 with self._lock(entry.diff_id):
                     self._fetch(entry, source)
                 break
-            except Exception as err:  # noqa: BLE001 (any failure to get the layer: the next source, or run)
+            except (PybuildError, StoreError, OSError, ValueError) as err:   # the next source, or run the step
                 then = "trying the next cache" if number < len(candidates) else "running the step"
                 warn(f"cache layer {entry.layer.digest if entry.layer else entry.diff_id} from "
                      f"{source.describe()} could not be used ({_reason(err)}); {then}")

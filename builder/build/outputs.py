@@ -225,29 +225,11 @@ def _write_file(dest: str, write) -> None:
         write(sys.stdout.buffer)
         sys.stdout.buffer.flush()
         return
+    from ..fs.atomic import write_atomically
+
     path = os.path.abspath(dest)
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            write(out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    write_atomically(path, write)
 
 
 def _write_directory(dest: str, fill) -> None:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from cache.errors import StoreError
 
 from ..errors import PybuildError
+from ..fs.atomic import write_atomically
 from ..image import mediatypes as mt
 from .cacheformat import CacheFormatError, CacheRecord, RemoteEntry
 from .cachesources import LayoutSource, RegistrySource
@@ -208,19 +209,8 @@ def _write_layout(store, dest: str, manifest: bytes, config: bytes, layers: list
 
     def put(digest: str, write) -> None:
         path = os.path.join(blobs_dir, digest.partition(":")[2])
-        if os.path.exists(path):
-            return
-        tmp = f"{path}.tmp{os.getpid()}.{threading.get_ident()}"
-        try:
-            with open(tmp, "wb") as fh:
-                write(fh)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        if not os.path.exists(path):
+            write_atomically(path, write)
 
     def copy(digest: str):
         import shutil
@@ -236,18 +226,11 @@ def _write_layout(store, dest: str, manifest: bytes, config: bytes, layers: list
     manifest_digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
     put(config_digest, lambda fh: fh.write(config))
     put(manifest_digest, lambda fh: fh.write(manifest))
-    _write_small(os.path.join(dest, "oci-layout"), b'{"imageLayoutVersion":"1.0.0"}')
+    write_atomically(os.path.join(dest, "oci-layout"), lambda fh: fh.write(b'{"imageLayoutVersion":"1.0.0"}'))
     index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX,
              "manifests": [{"mediaType": mt.OCI_MANIFEST, "digest": manifest_digest, "size": len(manifest),
                             "artifactType": CACHE_CONFIG}]}
-    _write_small(os.path.join(dest, "index.json"), json.dumps(index, indent=2).encode() + b"\n")
-
-
-def _write_small(path: str, data: bytes) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    write_atomically(os.path.join(dest, "index.json"), lambda fh: fh.write(json.dumps(index, indent=2).encode() + b"\n"))
 
 
 def _push(store, ref: str, manifest: bytes, config: bytes, layers: list) -> None:

@@ -359,6 +359,17 @@ def make_registry(tmp_path):
             server.close()
 
 
+def isolated_user_env(tmp_path: Path) -> dict:
+    """pybuild's environment as a user with a fresh HOME: no credentials or registry settings from the
+    machine's user, and a fixed SOURCE_DATE_EPOCH (reproducible image IDs)."""
+    from image_fixtures import EPOCH
+
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    return {"HOME": str(home), "DOCKER_CONFIG": str(home / ".docker"), "PYBUILD_REGISTRIES": str(home / "none.toml"),
+            "XDG_CONFIG_HOME": str(home / ".config"), "SOURCE_DATE_EPOCH": str(EPOCH)}
+
+
 # ----------------------------------------------------------------------------------------------
 # putting images in
 

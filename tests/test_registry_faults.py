@@ -28,20 +28,15 @@ from pathlib import Path
 
 import pytest
 from helpers import REPO
-from image_fixtures import EPOCH, fails, ok, pb
-from registry_fixtures import unique_repo
+from image_fixtures import fails, ok, pb
+from registry_fixtures import isolated_user_env, unique_repo
 
-BASE_ENV = {"SOURCE_DATE_EPOCH": str(EPOCH)}
 MiB = 1 << 20
 
 
 @pytest.fixture
 def env(tmp_path):
-    """No credentials or registry settings from the machine's user."""
-    home = tmp_path / "home"
-    home.mkdir()
-    return {"HOME": str(home), "DOCKER_CONFIG": str(home / ".docker"), "PYBUILD_REGISTRIES": str(home / "none.toml"),
-            "XDG_CONFIG_HOME": str(home / ".config"), **BASE_ENV}
+    return isolated_user_env(tmp_path)
 
 
 @pytest.fixture

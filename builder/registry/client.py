@@ -481,7 +481,7 @@ class BlobStream:
     def _open(self, offset: int) -> None:
         response = self._registry._blob_response(self._repo, self._digest, offset)
         self._skip = offset if offset and response.status_code == 200 else 0   # no Range support
-        self._chunks = response.iter_raw(READ_CHUNK)
+        self._chunks = response.iter_raw()   # as received: re-chunking costs a copy per byte
         self._response = response
 
     def _next(self) -> bytes:

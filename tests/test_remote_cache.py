@@ -104,6 +104,8 @@ def test_local_cache_second_machine_all_cached_then_exactly_from_changed_copy(tm
     image2, progress = built(second.build(context2, "-t", "app:1", "--cache-from", f"type=local,src={cache}"))
     assert set(_states(progress).values()) == {"CACHED"}, progress
     assert image2 == image1               # the same layers, the same history dates: the same image
+    imported = [line for line in progress.splitlines() if " imported layer sha256:" in line]
+    assert imported and all(f"from directory {cache}" in line for line in imported), progress
 
     third = Machine(tmp_path / "m3", busybox_tar)
     context3 = third.context(origin, "ci/job-17")

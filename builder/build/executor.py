@@ -128,7 +128,8 @@ class StageExecutor:
                     entry = self.store.build_cache.get(layer_key)   # the same --link layer, on another parent
                 usable = entry is not None and (entry.diff_id is None or self._layer_usable(entry.diff_id))
                 if not usable and use_cache and self.options.cache_from is not None:   # --cache-from
-                    restored = self.options.cache_from.restore(key, layer_key, warn=self._warner(event))
+                    restored = self.options.cache_from.restore(key, layer_key, warn=self._warner(event),
+                                                               note=self._warner(event, prefix=""))
                     entry, usable = (restored, True) if restored is not None else (entry, False)
                 if usable:
                     diff_id = entry.diff_id
@@ -174,10 +175,10 @@ class StageExecutor:
         if layer_key:
             records.append(CacheRecord(layer_key, diff_id, created))
 
-    def _warner(self, event: StepEvent):
-        """A warning shown under the step (a remote cache layer that could not be used)."""
+    def _warner(self, event: StepEvent, prefix: str = "warning: "):
+        """A line shown under the step (a remote cache layer imported, or one that could not be used)."""
         return lambda message: self.options.on_event(replace(event, status="output",
-                                                             output=f"warning: {message}\n".encode()))
+                                                             output=f"{prefix}{message}\n".encode()))
 
     @contextmanager
     def _located(self, instruction):

@@ -65,16 +65,20 @@ class CacheImports:
         with self._guard:
             return self._locks.setdefault(diff_id, threading.Lock())
 
-    def restore(self, key: str, layer_key: str = "", *, warn: Callable[[str], None] = lambda m: None):
+    def restore(self, key: str, layer_key: str = "", *, warn: Callable[[str], None] = lambda m: None,
+                note: Callable[[str], None] = lambda m: None):
         """The local ``CacheEntry`` for ``key`` made from a remote entry (its layer fetched and stored),
-        or None: no remote entry, or its layer could not be had (``warn`` says why; the step runs)."""
+        or None: no remote entry, or its layer could not be had (``warn`` says why; the step runs).
+        ``note`` hears of each layer downloaded."""
         candidates = self.entries.get(key) or (self.entries.get(layer_key, ()) if layer_key else ())
         for number, (entry, source) in enumerate(candidates, 1):
             if entry.diff_id is None:
                 break
             try:
                 with self._lock(entry.diff_id):
-                    self._fetch(entry, source)
+                    if self._fetch(entry, source):
+                        note(f"imported layer {entry.layer.digest} ({entry.layer.size} bytes) from "
+                             f"{source.describe()}")
                 break
             except (PybuildError, StoreError, OSError, ValueError) as err:   # the next source, or run the step
                 then = "trying the next cache" if number < len(candidates) else "running the step"
@@ -88,19 +92,21 @@ class CacheImports:
             self.store.build_cache.put(layer_key, entry.diff_id, size, created=entry.created)
         return local
 
-    def _fetch(self, entry: RemoteEntry, source) -> None:
+    def _fetch(self, entry: RemoteEntry, source) -> bool:
+        """Make the entry's layer usable here; True if its blob had to be downloaded."""
         from ..images.layers import ensure_snapshot, store_layer_blob
 
         store = self.store
         if store.has_layer(entry.diff_id):
             ensure_snapshot(store, entry.diff_id)
-            return
+            return False
         if entry.layer is None:
             raise CacheFormatError(f"no blob for layer {entry.diff_id}")
         with source.open_blob(entry.layer.digest) as stream:
             diff_id, _, _ = store_layer_blob(store, stream, expected=entry.layer.digest)
         if diff_id != entry.diff_id:
             raise CacheFormatError(f"blob {entry.layer.digest} holds layer {diff_id}, not {entry.diff_id}")
+        return True
 
 
 def _reason(err: BaseException) -> str:

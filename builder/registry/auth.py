@@ -100,7 +100,7 @@ class Authenticator:
             self._challenge = chosen
             if chosen.scheme == "basic":
                 if self.credentials is None:
-                    raise self._denied("it needs a user name and password")
+                    raise self.denied("it needs a user name and password")
                 return previous is None or previous.scheme != "basic"
             extra = chosen.params.get("scope")
             key = self._key(scopes + ((extra,) if extra else ()))
@@ -110,10 +110,7 @@ class Authenticator:
                 return False
             return True
 
-    def extra_scope(self) -> str | None:
-        return self._challenge.params.get("scope") if self._challenge else None
-
-    def _denied(self, why: str) -> AuthenticationFailed:
+    def denied(self, why: str) -> AuthenticationFailed:
         hint = f"log in with `pybuild login {self.host}`" if self.credentials is None else \
             "check the user name and password (`pybuild login` again)"
         return AuthenticationFailed(f"registry {self.host} refused access: {why}; {hint}", self.host)
@@ -121,7 +118,7 @@ class Authenticator:
     def _basic(self) -> str:
         creds = self.credentials
         if creds is None or creds.identity_token:
-            raise self._denied("it needs a user name and password")
+            raise self.denied("it needs a user name and password")
         return "Basic " + base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
 
     @staticmethod
@@ -176,7 +173,7 @@ class Authenticator:
         if response.status_code in (401, 403):
             why = "the token server rejected the credentials" if creds is not None else \
                 "the token server grants nothing without credentials"
-            raise self._denied(why)
+            raise self.denied(why)
         if response.status_code != 200:
             raise AuthenticationFailed(f"registry {self.host}: token server {parts.netloc} answered "
                                        f"{response.status_code}", self.host)

@@ -105,7 +105,7 @@ class Registry:
         status = response.status_code
         response.close()
         if status in (401, 403):
-            raise self.transport.auth._denied(f"{message or 'denied'} ({what} in {repo})")
+            raise self.transport.auth.denied(f"{message or 'denied'} ({what} in {repo})")
         detail = f": {message}" if message else ""
         url = str(response.request.url.copy_with(query=None, username=None, password=None))
         raise RegistryProtocolError(f"registry {self.host}: {method} {what} in {repo} failed with HTTP "
@@ -472,11 +472,6 @@ class BlobStream:
         self._resumes = 0
         self._skip = 0
         self._open(offset)
-
-    @property
-    def size(self) -> int | None:
-        length = self._response.headers.get("content-length") if self._response is not None else None
-        return int(length) + self._position if length and length.isdigit() and self._position == 0 else None
 
     def _open(self, offset: int) -> None:
         response = self._registry._blob_response(self._repo, self._digest, offset)

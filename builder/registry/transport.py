@@ -85,7 +85,7 @@ class Transport:
         host = self.settings.api_host
         https = f"https://{host}"
         try:
-            response = self._send_once("GET", f"{https}/v2/", {}, None, None, stream=False, quick=True)
+            response = self._send_once("GET", f"{https}/v2/", {}, None, None, stream=False)
             response.close()
             return https
         except _Unreachable as err:
@@ -103,7 +103,7 @@ class Transport:
                 raise self._unreachable(err.cause) from None
         http = f"http://{host}"
         try:
-            response = self._send_once("GET", f"{http}/v2/", {}, None, None, stream=False, quick=True)
+            response = self._send_once("GET", f"{http}/v2/", {}, None, None, stream=False)
             response.close()
         except _Unreachable as err:
             raise self._unreachable(err.cause) from None
@@ -143,8 +143,9 @@ class Transport:
             if self.auth.challenged(values, scopes) or not sent_credentials:
                 response = self._send(method, url, scopes, headers, content, params, stream, replayable)
             if response.status_code == 401:
+                message = registry_message(response)
                 response.close()
-                raise self.auth._denied(self._registry_message(response) or "unauthorized")
+                raise self.auth.denied(message or "unauthorized")
         return response
 
     def _send(self, method, url, scopes, headers, content, params, stream, replayable):
@@ -159,7 +160,7 @@ class Transport:
             else:
                 headers.pop("Authorization", None)
             try:
-                response = self._send_once(method, url, headers, content, params, stream=stream, quick=False)
+                response = self._send_once(method, url, headers, content, params, stream=stream)
             except _Unreachable as err:
                 retry = replayable and time.monotonic() + delay < deadline and \
                     (self._answered or attempts <= FIRST_CONTACT_RETRIES)
@@ -176,7 +177,7 @@ class Transport:
                 continue
             return response
 
-    def _send_once(self, method, url, headers, content, params, *, stream: bool, quick: bool):
+    def _send_once(self, method, url, headers, content, params, *, stream: bool):
         import httpx
 
         try:
@@ -186,10 +187,6 @@ class Transport:
             raise _Unreachable(err) from None
         self._answered = True
         return response
-
-    @staticmethod
-    def _registry_message(response) -> str:
-        return registry_message(response)
 
 
 class _Unreachable(Exception):

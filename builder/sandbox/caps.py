@@ -38,6 +38,19 @@ def cap_mask(names) -> int:
 DEFAULT_MASK = cap_mask(DEFAULT_CAPS)  # 0xa80425fb
 
 
+def capability_set(add=(), drop=(), last: int | None = None) -> int:
+    """Docker's capability tweak: the default set plus ``add`` minus ``drop``; ``ALL`` in ``add`` starts
+    from every capability this kernel has, ``ALL`` in ``drop`` from none (then only ``add`` is kept)."""
+    top = last_cap() if last is None else last
+    every = (1 << (top + 1)) - 1
+    names_add = [n for n in add if n != "ALL"]
+    names_drop = [n for n in drop if n != "ALL"]
+    if "ALL" in add:
+        return every & ~cap_mask(names_drop)
+    base = 0 if "ALL" in drop else DEFAULT_MASK
+    return ((base & ~cap_mask(names_drop)) | cap_mask(names_add)) & every
+
+
 def last_cap(proc: str = "/proc") -> int:
     """The highest capability number this kernel knows (``/proc/sys/kernel/cap_last_cap``)."""
     try:
@@ -61,4 +74,4 @@ def restrict_capabilities(sys, keep: int = DEFAULT_MASK, last: int | None = None
     sys.capset(keep, keep, keep if inheritable else 0)
 
 
-__all__ = ["DEFAULT_CAPS", "DEFAULT_MASK", "CAP_NUMBERS", "cap_mask", "restrict_capabilities", "last_cap"]
+__all__ = ["DEFAULT_CAPS", "DEFAULT_MASK", "CAP_NUMBERS", "cap_mask", "capability_set", "restrict_capabilities", "last_cap"]

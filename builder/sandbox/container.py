@@ -16,14 +16,14 @@ from dataclasses import dataclass
 
 from typing import TYPE_CHECKING
 
-from .caps import DEFAULT_MASK, last_cap, restrict_capabilities
+from .caps import capability_set, last_cap, restrict_capabilities
 from .console import attach, give_stdio_to, mount_console, open_console
 from .errors import SandboxError
 from .plan import SandboxPlan
-from .rootfs import HostView, pivot_root, prepare_rootfs, read_host_view
+from .rootfs import HostView, make_root_readonly, pivot_root, prepare_rootfs, read_host_view
 from .seccomp import build_filter
 from .runmounts import secret_env
-from .syscalls import PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, PR_SET_DUMPABLE, PR_SET_KEEPCAPS
+from .syscalls import PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, PR_SET_DUMPABLE, PR_SET_KEEPCAPS, PR_SET_NO_NEW_PRIVS
 from .users import ExecUser, read_user_files, resolve_user
 
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ class Prepared:
     user: ExecUser
     console_slave: int = -1       # a tty run: the pty slave the command attaches to (``console.attach``)
     insecure_caps: int = 0        # --security=insecure: every capability we hold, kept across the uid change
+    no_new_privs: bool = False
 
 
 def build_env(env: tuple[str, ...], home: str) -> tuple[str, ...]:
@@ -87,6 +88,8 @@ def prepare(plan: SandboxPlan, sys, host: HostView | None = None,
         sys.load_libraries()
         prepare_rootfs(sys, spec, plan.layout, plan.overlay, host, secret_values)
         pivot_root(sys, plan.layout.rootfs)
+        if spec.readonly_rootfs:
+            make_root_readonly(sys)
         sys.sethostname(spec.hostname)
         if spec.network == "none":
             sys.set_loopback_up()
@@ -107,11 +110,14 @@ def prepare(plan: SandboxPlan, sys, host: HostView | None = None,
             insecure_caps = sys.capget()[1]
             restrict_capabilities(sys, insecure_caps, top_cap, inheritable=True)
         else:
-            sys.seccomp_load(build_filter(DEFAULT_MASK))
-            restrict_capabilities(sys, DEFAULT_MASK, top_cap)
+            keep = capability_set(spec.cap_add, spec.cap_drop, top_cap)
+            if spec.seccomp:
+                sys.seccomp_load(build_filter(keep))
+            restrict_capabilities(sys, keep, top_cap)
     except OSError as err:
         raise SandboxError(f"failed to apply the security profile: {err.strerror or err}") from None
-    return Prepared(spec.argv, env, spec.cwd, user, console.slave if console else -1, insecure_caps), console
+    return Prepared(spec.argv, env, spec.cwd, user, console.slave if console else -1, insecure_caps,
+                    spec.no_new_privs), console
 
 
 def set_ulimits(ulimits) -> None:
@@ -207,6 +213,8 @@ def exec_command(prepared: Prepared, sys) -> None:
                            f"{err.strerror}") from None
     if retry_chdir:
         _chdir(sys, prepared.cwd, final=True)
+    if prepared.no_new_privs:
+        sys.prctl(PR_SET_NO_NEW_PRIVS, 1)
     path = lookup_executable(prepared.argv[0], prepared.env)
     for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                 signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH):

@@ -28,8 +28,8 @@ from .runmounts import unpack_secrets
 from .container import exec_command, prepare
 from .errors import SandboxError
 from .plan import SandboxPlan
-from .syscalls import (CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUTS, PR_SET_PDEATHSIG,
-                       Syscalls)
+from .syscalls import (CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUTS,
+                       PR_SET_PDEATHSIG, Syscalls)
 
 SETUP_FAILED = 125
 EXEC_FAILED = 127
@@ -37,9 +37,29 @@ FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUI
                      signal.SIGWINCH, signal.SIGCONT)
 
 
-def namespace_flags(network: str) -> int:
+def namespace_flags(network: str, netns: str = "") -> int:
     flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
-    return flags | CLONE_NEWNET if network == "none" else flags
+    return flags | CLONE_NEWNET if network == "none" and not netns else flags
+
+
+def join_network(sys_: Syscalls, netns: str) -> None:
+    """Enter the network namespace the runtime prepared (veth, address, routes already in place)."""
+    fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        sys_.setns(fd, CLONE_NEWNET)
+    finally:
+        os.close(fd)
+
+
+def join_cgroups(sys_: Syscalls, procs_files) -> None:
+    """Move this process (pid 1, before anything runs) into the container's cgroups, then give it a
+    cgroup namespace rooted there.  Writing "0" means "the writer", whatever pid namespace it is in."""
+    for path in procs_files:
+        try:
+            with open(path, "w") as fh:
+                fh.write("0")
+        except OSError as err:
+            raise SandboxError(f"failed to join cgroup {os.path.dirname(path)}: {err.strerror}") from None
 
 
 def _forward_signals(pid: int) -> None:
@@ -84,7 +104,14 @@ def _init(plan: SandboxPlan, sys_: Syscalls, fds: "ParentFds", life_fd: int) -> 
         if select.select([life_fd], [], [], 0)[0]:   # readable = EOF = the monitor is already gone
             os._exit(SETUP_FAILED)
         os.close(life_fd)
-        prepared, console = prepare(plan, sys_, secret_values=unpack_secrets(fds.secrets))
+        host = None
+        if plan.spec.cgroup_procs:
+            from .rootfs import read_host_view
+
+            join_cgroups(sys_, plan.spec.cgroup_procs)
+            host = read_host_view()         # our cgroup paths as the host names them, before the namespace
+            sys_.unshare(CLONE_NEWCGROUP)
+        prepared, console = prepare(plan, sys_, host, secret_values=unpack_secrets(fds.secrets))
         if console is not None:
             send_master(fds.console, console)
             os.close(console.master)
@@ -93,6 +120,8 @@ def _init(plan: SandboxPlan, sys_: Syscalls, fds: "ParentFds", life_fd: int) -> 
         os._exit(SETUP_FAILED)
     if fds.console >= 0:
         os.close(fds.console)
+    if plan.spec.pid1_command:
+        _command(prepared, sys_, status_fd)      # exec in place: the command is pid 1 (never returns)
     child = os.fork()
     if child == 0:
         _command(prepared, sys_, status_fd)
@@ -135,7 +164,9 @@ def main(argv: list[str] | None = None) -> None:
         sys_.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if plan.parent_pid and os.getppid() != plan.parent_pid:
             os._exit(SETUP_FAILED)          # the parent died before PDEATHSIG was armed
-        sys_.unshare(namespace_flags(plan.spec.network))
+        if plan.spec.netns:
+            join_network(sys_, plan.spec.netns)
+        sys_.unshare(namespace_flags(plan.spec.network, plan.spec.netns))
     except BaseException as err:  # noqa: BLE001
         status.send(status_fd, error=_error_text(err))
         os._exit(SETUP_FAILED)
@@ -150,9 +181,16 @@ def main(argv: list[str] | None = None) -> None:
             os.close(fd)
     status.send(status_fd, init_pid=init_pid)
     _forward_signals(init_pid)
-    _, wait_status = os.waitpid(init_pid, 0)
+    while True:
+        try:
+            _, wait_status = os.waitpid(init_pid, 0)
+            break
+        except InterruptedError:
+            continue
     code, sig = _exit_status(wait_status)
-    if sig is not None:
+    if plan.spec.pid1_command:          # pid 1 was the command: its status is the command's
+        status.send(status_fd, **({"exit": code} if sig is None else {"signal": sig}))
+    elif sig is not None:
         status.send(status_fd, init_signal=sig)
     os._exit(code)
 

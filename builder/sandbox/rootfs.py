@@ -63,6 +63,8 @@ def make_stub_layer(spec: RunSpec, layout: RunLayout) -> None:
     for name in ("proc", "dev", "sys", "etc"):
         os.makedirs(os.path.join(root, name), mode=0o755, exist_ok=True)
     targets = [(t, False) for t in ("/etc/hosts", "/etc/resolv.conf")]
+    targets += [("/etc/hostname", False)] if spec.hostname_file else []
+    targets += [(d.target, False) for d in spec.devices]
     targets += [(b.target, os.path.isdir(b.source)) for b in spec.binds]
     targets += [(t.target, True) for t in spec.tmpfs]
     targets += [(o.target, o.is_dir) for o in spec.overlays]
@@ -232,12 +234,24 @@ def prepare_rootfs(sys, spec: RunSpec, layout: RunLayout, plan: "_overlay.Overla
     sys.mount("proc", stubs.ensure("/proc", True), "proc", _SAFE)
     mount_dev(sys, stubs.ensure("/dev", True), host, spec.shm_size, insecure)
     mount_sys(sys, stubs.ensure("/sys", True), host, writable=insecure)
-    for generated, target in ((layout.hosts, "/etc/hosts"), (layout.resolv, "/etc/resolv.conf")):
-        _bind_readonly(sys, generated, stubs.ensure(target, False), _SAFE)
+    for device in spec.devices:
+        sys.mount(device.host, stubs.ensure(device.target, False), None, MS_BIND)
+    for given, generated, target in ((spec.hosts_file, layout.hosts, "/etc/hosts"),
+                                     (spec.resolv_file, layout.resolv, "/etc/resolv.conf"),
+                                     (spec.hostname_file, "", "/etc/hostname")):
+        if given:       # a container's own file (docker binds these read-write)
+            sys.mount(given, stubs.ensure(target, False), None, MS_BIND)
+        elif generated:
+            _bind_readonly(sys, generated, stubs.ensure(target, False), _SAFE)
     mount_all(sys, spec, layout, stubs, secret_values or {})
     if not insecure:                # BuildKit's insecure mode drops the masked and read-only paths
         mount_proc_protections(sys, root)
     return stubs.created
+
+
+def make_root_readonly(sys) -> None:
+    """``--read-only``: after pivot_root, the root mount itself (mounts on top keep their own flags)."""
+    sys.mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | sys.mount_flags("/"))
 
 
 def pivot_root(sys, root: str) -> None:
@@ -249,5 +263,5 @@ def pivot_root(sys, root: str) -> None:
     sys.chdir("/")
 
 
-__all__ = ["prepare_rootfs", "pivot_root", "make_stub_layer", "read_host_view", "HostView", "CgroupMount",
+__all__ = ["prepare_rootfs", "pivot_root", "make_root_readonly", "make_stub_layer", "read_host_view", "HostView", "CgroupMount",
            "MASKED_PATHS", "READONLY_PATHS", "DEVICES", "DEV_LINKS"]

@@ -130,6 +130,21 @@ ULIMIT_NAMES = ("as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqu
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceMapping:
+    """A host device node shown in the container (``--device /dev/fuse[:/dev/fuse[:rwm]]``)."""
+
+    host: str
+    target: str
+    permissions: str = "rwm"
+
+    def __post_init__(self):
+        _absolute("device path", self.host)
+        _absolute("device target", self.target)
+        if not self.permissions or set(self.permissions) - set("rwm"):
+            raise SandboxError(f"invalid device permissions {self.permissions!r}: want a combination of r, w, m")
+
+
+@dataclass(frozen=True, slots=True)
 class HostEntry:
     """One extra /etc/hosts line (``--add-host name:ip``)."""
 
@@ -182,9 +197,23 @@ class RunSpec:
     stderr: str = "pipe"
     scratch_dir: str = ""
     tty: bool = False
+    # --- what the container runtime adds (builds leave these at their defaults) ---
+    netns: str = ""                     # a network namespace file to join instead of host / a new empty one
+    hosts_file: str = ""                # host files bound at /etc/hosts, /etc/resolv.conf, /etc/hostname
+    resolv_file: str = ""               # instead of generated ones (rewritten in place, seen live)
+    hostname_file: str = ""
+    cgroup_procs: tuple[str, ...] = ()  # cgroup.procs files pid 1 joins, before a cgroup namespace of its own
+    pid1_command: bool = False          # the command is pid 1 (docker run), not a child of the sandbox's init
+    cap_add: tuple[str, ...] = ()       # CAP_* names or "ALL", on top of docker's default set
+    cap_drop: tuple[str, ...] = ()
+    seccomp: bool = True                # --security-opt seccomp=unconfined turns the filter off
+    no_new_privs: bool = False          # --security-opt no-new-privileges
+    readonly_rootfs: bool = False       # --read-only
+    devices: tuple[DeviceMapping, ...] = ()
 
     def __post_init__(self):
-        for name in ("argv", "lower_dirs", "env", "binds", "tmpfs", "overlays", "secrets", "extra_hosts", "ulimits"):
+        for name in ("argv", "lower_dirs", "env", "binds", "tmpfs", "overlays", "secrets", "extra_hosts", "ulimits",
+                     "cgroup_procs", "cap_add", "cap_drop", "devices"):
             value = getattr(self, name)
             if not isinstance(value, tuple):
                 object.__setattr__(self, name, tuple(value))
@@ -206,7 +235,7 @@ class RunSpec:
         _choice("security mode", self.security, SECURITY_MODES)
         if self.shm_size <= 0:
             raise SandboxError(f"invalid shm size {self.shm_size}: want a positive number of bytes")
-        targets = [t for t in self.mount_targets if t not in ("/etc/hosts", "/etc/resolv.conf")]
+        targets = [t for t in self.mount_targets if t not in ("/etc/hosts", "/etc/resolv.conf", "/etc/hostname")]
         if len({os.path.normpath(t) for t in targets}) != len(targets):
             raise SandboxError("two mounts have the same target")
         _choice("stdin", self.stdin, STDIN_MODES)
@@ -216,11 +245,20 @@ class RunSpec:
             raise SandboxError(f"tty must be a boolean: {self.tty!r}")
         if not self.hostname or len(self.hostname) > 64:
             raise SandboxError(f"invalid hostname {self.hostname!r}")
+        for path in (self.netns, self.hosts_file, self.resolv_file, self.hostname_file, *self.cgroup_procs):
+            if path:
+                _absolute("runtime file", path)
+        from .caps import CAP_NUMBERS
+
+        for name in (*self.cap_add, *self.cap_drop):
+            if name != "ALL" and name not in CAP_NUMBERS:
+                raise SandboxError(f"unknown capability: {name!r}")
 
     @property
     def mount_targets(self) -> tuple[str, ...]:
         """Paths inside the rootfs that something is mounted on (besides /proc, /dev, /sys)."""
-        return ("/etc/hosts", "/etc/resolv.conf", *(b.target for b in self.binds), *(t.target for t in self.tmpfs),
+        return ("/etc/hosts", "/etc/resolv.conf", *(("/etc/hostname",) if self.hostname_file else ()),
+                *(d.target for d in self.devices), *(b.target for b in self.binds), *(t.target for t in self.tmpfs),
                 *(o.target for o in self.overlays), *(s.target for s in self.secrets if s.target))
 
     def to_dict(self) -> dict:
@@ -236,6 +274,7 @@ class RunSpec:
         values["secrets"] = tuple(SecretMount(**x) for x in values.get("secrets", ()))
         values["ulimits"] = tuple(Ulimit(**u) for u in values.get("ulimits", ()))
         values["extra_hosts"] = tuple(HostEntry(**h) for h in values.get("extra_hosts", ()))
+        values["devices"] = tuple(DeviceMapping(**d) for d in values.get("devices", ()))
         return cls(**values)
 
 
@@ -278,5 +317,5 @@ def _choice(what: str, value: str, allowed: tuple[str, ...]) -> None:
         raise SandboxError(f"invalid {what} {value!r}: want one of {', '.join(allowed)}")
 
 
-__all__ = ["RunSpec", "RunLayout", "BindMount", "TmpfsMount", "OverlayMount", "SecretMount", "Ulimit", "HostEntry", "shell_argv", "DEFAULT_HOSTNAME",
+__all__ = ["RunSpec", "RunLayout", "DeviceMapping", "BindMount", "TmpfsMount", "OverlayMount", "SecretMount", "Ulimit", "HostEntry", "shell_argv", "DEFAULT_HOSTNAME",
            "DEFAULT_SHELL"]

@@ -133,6 +133,7 @@ class Syscalls:
                                      ctypes.c_char_p]
         self._libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
         self._libc.unshare.argtypes = [ctypes.c_int]
+        self._libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
         self._libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
         self._libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
         self._libc.syscall.restype = ctypes.c_long
@@ -148,6 +149,10 @@ class Syscalls:
               data: str | None = None) -> None:
         if self._libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data)) != 0:
             _raise("mount", f"{fstype or 'bind'} {source or ''} on {target}")
+
+    def setns(self, fd: int, nstype: int) -> None:
+        if self._libc.setns(fd, nstype) != 0:
+            _raise("setns", hex(nstype))
 
     def umount2(self, target: str, flags: int = 0) -> None:
         if self._libc.umount2(_b(target), flags) != 0:
@@ -354,6 +359,9 @@ class RecordingSyscalls:
 
     def mount(self, source, target, fstype, flags=0, data=None) -> None:
         self._record("mount", source, target, fstype, flags, data)
+
+    def setns(self, fd, nstype) -> None:
+        self._record("setns", fd, nstype)
 
     def umount2(self, target, flags=0) -> None:
         self._record("umount2", target, flags)

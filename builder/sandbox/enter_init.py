@@ -1,0 +1,155 @@
+"""The process ``enter.run_in`` starts: joins a running container and runs one command in it.
+
+Started as ``python -I -S -c BOOT PIDFD SPEC STATUS CONSOLE`` (inherited descriptors; -1: none), it
+is single-threaded, which ``setns`` into a mount namespace requires.  Before leaving the host it
+loads every module and library it will need (the host's Python is out of reach afterwards), makes
+itself non-dumpable (the container must not reach the host's interpreter through /proc/<pid>/exe),
+joins the target's cgroups and then its namespaces through the pidfd.  It forks: the child is in the
+container's pid namespace, sets up the terminal, user, environment and security profile and execs;
+this process forwards signals to it and reports how it ended on the status channel (``exit``,
+``signal``, or ``exec_error``/``error``/``gone`` before the exec).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+import signal
+import sys
+
+from . import status
+from .caps import last_cap, restrict_capabilities
+from .console import open_console, send_master
+from .container import Prepared, build_env, exec_command
+from .errors import SandboxError
+from .seccomp import build_filter
+from .syscalls import (CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUTS,
+                       PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG, Syscalls)
+from .users import read_user_files, resolve_user
+
+SETUP_FAILED = 125
+EXEC_FAILED = 126
+NAMESPACES = CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWCGROUP | CLONE_NEWNS
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
+                     signal.SIGWINCH, signal.SIGCONT)
+
+
+def setns(fd: int, flags: int) -> None:
+    """``setns(2)`` (os.setns is Python 3.12+); with a pidfd, every namespace in ``flags`` at once."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(ctypes.c_int(fd), ctypes.c_int(flags)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+def join_cgroups(procs_files) -> None:
+    for path in procs_files:
+        try:
+            with open(path, "w") as fh:
+                fh.write(str(os.getpid()))
+        except OSError as err:
+            raise SandboxError(f"failed to join the container's cgroup {os.path.dirname(path)}: "
+                               f"{err.strerror or err}") from None
+
+
+def _child(spec: dict, sys_: Syscalls, status_fd: int, console_fd: int, top_cap: int, filt) -> None:
+    """In the container's namespaces: terminal, user, env, security profile, then exec."""
+    try:
+        try:
+            sys_.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            os.umask(0o022)
+            console = None
+            if spec["tty"]:
+                console = open_console("/dev")
+                send_master(console_fd, console)
+                os.close(console.master)
+            if console_fd >= 0:
+                os.close(console_fd)
+            passwd, group = read_user_files("/")
+            user = resolve_user(spec["user"], passwd, group)
+            env = build_env(tuple(spec["env"]), user.home)
+            if spec["no_new_privs"]:
+                sys_.prctl(PR_SET_NO_NEW_PRIVS, 1)
+            mask = spec["caps"]
+            if spec["privileged"]:
+                mask = sys_.capget()[1]
+            if filt is not None:
+                sys_.seccomp_load(filt)
+            restrict_capabilities(sys_, mask, top_cap)
+        except SandboxError:
+            raise
+        except OSError as err:
+            raise SandboxError(f"failed to set up the exec process: {err.strerror or err}") from None
+        prepared = Prepared(tuple(spec["argv"]), env, spec["cwd"], user, console.slave if console else -1)
+        exec_command(prepared, sys_)
+    except SandboxError as err:
+        status.send(status_fd, exec_error=err.message)
+    except BaseException as err:  # noqa: BLE001 - report whatever happened, never return
+        status.send(status_fd, error=f"exec setup failed: {type(err).__name__}: {err}")
+    os._exit(EXEC_FAILED)
+
+
+def _forward_signals(pid: int) -> None:
+    def handler(signum, _frame):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for sig in FORWARDED_SIGNALS:
+        signal.signal(sig, handler)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = [int(a) for a in (sys.argv if argv is None else argv)[1:5]]
+    pidfd, spec_fd, status_fd, console_fd = args
+    for fd in (pidfd, spec_fd, status_fd, console_fd):
+        if fd >= 0:
+            os.set_inheritable(fd, False)
+    sys_ = Syscalls()
+    try:
+        with os.fdopen(spec_fd, "rb") as fh:
+            payload = json.loads(fh.read())
+        spec = payload["spec"]
+        sys_.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != payload["parent"]:
+            os._exit(SETUP_FAILED)          # the caller died before PDEATHSIG was armed
+        sys_.prctl(PR_SET_DUMPABLE, 0)
+        sys_.load_libraries()
+        top_cap = last_cap()
+        filt = build_filter(spec["caps"]) if spec["seccomp"] and not spec["privileged"] else None
+        join_cgroups(payload["cgroup_procs"])
+        try:
+            setns(pidfd, NAMESPACES)
+        except OSError as err:
+            if err.errno == errno.ESRCH:
+                status.send(status_fd, gone=f"process {payload['pid']} is not running")
+                os._exit(SETUP_FAILED)
+            raise SandboxError(f"failed to enter the container's namespaces: {err.strerror}") from None
+        os.close(pidfd)
+    except SandboxError as err:
+        status.send(status_fd, error=err.message)
+        os._exit(SETUP_FAILED)
+    except BaseException as err:  # noqa: BLE001
+        status.send(status_fd, error=f"exec setup failed: {type(err).__name__}: {err}")
+        os._exit(SETUP_FAILED)
+    child = os.fork()
+    if child == 0:
+        _child(spec, sys_, status_fd, console_fd, top_cap, filt)
+    if console_fd >= 0:
+        os.close(console_fd)
+    status.send(status_fd, init_pid=child)
+    _forward_signals(child)
+    _, wait_status = os.waitpid(child, 0)
+    if os.WIFSIGNALED(wait_status):
+        status.send(status_fd, signal=os.WTERMSIG(wait_status))
+        os._exit(128 + os.WTERMSIG(wait_status))
+    code = os.waitstatus_to_exitcode(wait_status)
+    status.send(status_fd, exit=code)
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,226 @@
+"""``exec`` for real: a container-like sandbox runs ``sleep`` in a thread, and ``enter.run_in`` joins
+it -- same hostname, pid namespace, filesystem, cgroups; user, env, cwd, security profile, tty, exit
+codes and docker's error texts -- and nothing is left running or mounted afterwards."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import random
+import signal
+import struct
+import termios
+import threading
+
+import pytest
+
+from builder.sandbox import RunSpec, run
+from builder.sandbox.enter import (EnterSpec, ExecError, NotRunningError, cgroup_procs_files, exec_failure,
+                                   process_start_time, run_in)
+from builder.sandbox.terminal import TerminalRelay
+
+from test_sandbox_run import busybox_rootfs, mounts_mentioning, wait_until  # noqa: F401  (fixture)
+
+PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _find(argv: bytes) -> int | None:
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if fh.read() == argv:
+                    return int(pid)
+        except OSError:
+            continue
+    return None
+
+
+def _ppid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        data = fh.read()
+    return int(data[data.rindex(b")") + 2:].split()[1])
+
+
+class Container:
+    """A sandbox running ``sleep`` in a thread: ``pid`` is its command, ``pid1`` its pid 1."""
+
+    def __init__(self, rootfs, tmp_path):
+        self.seconds = str(random.randint(100000, 999999))
+        self.upper, work = tmp_path / "upper", tmp_path / "work"
+        self.upper.mkdir()
+        work.mkdir()
+        self.spec = RunSpec(argv=("sleep", self.seconds), lower_dirs=(str(rootfs),), upper_dir=str(self.upper),
+                            work_dir=str(work), env=(PATH,), hostname="ctr-host", network="none")
+        self.result = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        marker = b"sleep\0" + self.seconds.encode() + b"\0"
+        assert wait_until(lambda: _find(marker) is not None), "the container did not start"
+        self.pid = _find(marker)
+        self.pid1 = _ppid(self.pid)
+
+    def _run(self):
+        self.result = run(self.spec)
+
+    def stop(self):
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture
+def container(busybox_rootfs, tmp_path):
+    ctr = Container(busybox_rootfs, tmp_path)
+    yield ctr
+    ctr.stop()
+    assert mounts_mentioning(str(tmp_path)) == []
+    assert _find(b"sleep\0" + ctr.seconds.encode() + b"\0") is None
+
+
+def ex(container, command, **kw):
+    kw.setdefault("env", (PATH,))
+    argv = ("sh", "-c", command) if isinstance(command, str) else command
+    return run_in(container.pid1, EnterSpec(argv=argv, **kw))
+
+
+def out(result) -> str:
+    assert result.exit_code == 0, (result.exit_code, result.stdout, result.stderr)
+    return result.stdout.decode()
+
+
+def test_joins_the_containers_namespaces(container):
+    text = out(ex(container, "hostname; cat /proc/1/cmdline; echo; ps -o pid,args"))
+    hostname, cmdline, ps = text.split("\n", 2)
+    assert hostname == "ctr-host"
+    with open(f"/proc/{container.pid1}/cmdline", "rb") as fh:
+        assert cmdline.encode() == fh.read()
+    assert f"sleep {container.seconds}" in ps                    # the container's processes, by its pids
+    pids = [int(line.split()[0]) for line in ps.splitlines()[1:] if line.split()]
+    assert 1 in pids and max(pids) < 20
+    for ns in ("ipc", "uts", "net", "pid", "mnt"):
+        assert os.readlink(f"/proc/{container.pid1}/ns/{ns}") != os.readlink(f"/proc/self/ns/{ns}")
+    net = out(ex(container, "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '"))
+    assert net.split() == ["lo"]                                  # the container's network namespace
+
+
+def test_files_are_shared_with_the_running_container(container):
+    out(ex(container, "echo hello > /tmp/from-exec"))
+    assert (container.upper / "tmp" / "from-exec").read_text() == "hello\n"
+    assert out(ex(container, "cat /tmp/from-exec")) == "hello\n"
+    assert "from-exec" in out(ex(container, ("ls", "/tmp"))).split()
+
+
+def test_exit_codes_and_signals(container):
+    assert ex(container, "exit 3").exit_code == 3
+    result = ex(container, "kill -TERM $$")
+    assert (result.exit_code, result.signal) == (143, signal.SIGTERM)
+    assert out(ex(container, "true")) == ""
+
+
+def test_user_env_cwd(container):
+    assert out(ex(container, "id", user="nobody")) == "uid=65534(nobody) gid=65534(nogroup)\n"
+    assert out(ex(container, "id -u; id -g", user="1234:55")) == "1234\n55\n"
+    env = out(ex(container, "env | sort", env=(PATH, "FOO=bar")))
+    assert "FOO=bar\n" in env and "HOME=/root\n" in env
+    assert out(ex(container, "pwd", cwd="/etc")) == "/etc\n"
+    assert out(ex(container, "echo $HOME", user="nobody")) == "/nonexistent\n"
+
+
+def test_security_profile(container):
+    status = dict(line.split(":\t") for line in out(ex(container, "cat /proc/self/status")).splitlines()
+                  if ":\t" in line)
+    assert status["CapEff"] == status["CapPrm"] == status["CapBnd"] == "00000000a80425fb"
+    assert status["Seccomp"] == "2" and status["NoNewPrivs"] == "0"
+    nnp = out(ex(container, "grep NoNewPrivs /proc/self/status", no_new_privs=True))
+    assert nnp.split() == ["NoNewPrivs:", "1"]
+    priv = dict(line.split(":\t") for line in out(ex(container, "cat /proc/self/status", privileged=True))
+                .splitlines() if ":\t" in line)
+    assert priv["Seccomp"] == "0" and int(priv["CapEff"], 16) > 0xa80425fb
+    assert ex(container, "unshare -U true").exit_code != 0
+
+
+def test_stdin_and_stderr(container):
+    result = run_in(container.pid1, EnterSpec(argv=("sh", "-c", "cat; echo err >&2"), env=(PATH,), stdin="pipe"),
+                    stdin_data=b"from stdin\n")
+    assert (result.stdout, result.stderr) == (b"from stdin\n", b"err\n")
+    chunks = []
+    result = run_in(container.pid1, EnterSpec(argv=("echo", "streamed"), env=(PATH,)),
+                    on_output=lambda name, data: chunks.append((name, data)))
+    assert result.exit_code == 0 and chunks == [("stdout", b"streamed\n")]
+
+
+def test_missing_command_is_docker_s_error(container):
+    with pytest.raises(ExecError) as caught:
+        ex(container, ("nosuch-cmd",))
+    assert caught.value.exit_code == 127
+    assert caught.value.message == ('OCI runtime exec failed: exec failed: unable to start container process: exec: '
+                                    '"nosuch-cmd": executable file not found in $PATH: unknown')
+    with pytest.raises(ExecError) as caught:
+        ex(container, ("/etc/passwd",))
+    assert caught.value.exit_code == 126 and "permission denied" in caught.value.message
+    with pytest.raises(ExecError) as caught:
+        ex(container, "true", user="nosuch")
+    assert "unable to find user nosuch: no matching entries in passwd file" in caught.value.message
+    with pytest.raises(ExecError) as caught:
+        ex(container, "true", cwd="/no/such/dir")
+    assert "chdir to cwd" in caught.value.message and caught.value.exit_code == 127
+
+
+def test_tty_session(container):
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+    try:
+        with TerminalRelay(False, in_fd=slave, out_fd=slave) as relay:
+            result = run_in(container.pid1, EnterSpec(argv=("sh", "-c", "tty; stty size; exit 5"), env=(PATH,),
+                                                      tty=True), on_console=relay.attach)
+        assert result.exit_code == 5
+        data = b""
+        while b"101" not in data:
+            data += os.read(master, 4096)
+    finally:
+        os.close(master)
+        os.close(slave)
+    lines = data.decode().replace("\r", "").splitlines()
+    assert lines[0].startswith("/dev/pts/") and lines[1] == "33 101"
+
+
+def test_joins_the_cgroups_of_the_target(container):
+    procs = cgroup_procs_files(container.pid1)
+    assert procs and all(p.startswith("/sys/fs/cgroup/") and p.endswith("/cgroup.procs") for p in procs)
+    with open(f"/proc/{container.pid1}/cgroup") as fh:
+        theirs = sorted(fh.read().splitlines())
+    assert sorted(out(ex(container, "cat /proc/self/cgroup")).splitlines()) == theirs
+
+
+def test_a_gone_or_reused_pid_is_refused(container):
+    start = process_start_time(container.pid1)
+    assert out(run_in(container.pid1, EnterSpec(argv=("true",), env=(PATH,)), start_time=start)) == ""
+    with pytest.raises(NotRunningError, match="is not running"):
+        run_in(container.pid1, EnterSpec(argv=("true",), env=(PATH,)), start_time=start + 1)
+    container.stop()
+    with pytest.raises(NotRunningError, match=f"process {container.pid1} is not running"):
+        run_in(container.pid1, EnterSpec(argv=("true",), env=(PATH,)))
+
+
+def test_errors_are_worded_as_docker_s():
+    assert exec_failure('exec: "x": permission denied').exit_code == 126
+    dir_error = exec_failure('exec: "/bin": is a directory')
+    assert dir_error.exit_code == 126 and dir_error.message.endswith(": unknown: permission denied")
+    assert exec_failure("something else").exit_code == 126
+    with pytest.raises(Exception, match="no command"):
+        EnterSpec(argv=())
+
+
+def test_interrupted_exec_leaves_nothing_running(container):
+    marker = str(random.randint(100000, 999999))
+
+    def on_output(name, data):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_in(container.pid1, EnterSpec(argv=("sh", "-c", f"echo go; exec sleep {marker}"), env=(PATH,)),
+               on_output=on_output)
+    assert wait_until(lambda: _find(f"sleep\0{marker}\0".encode()) is None)

@@ -81,6 +81,8 @@ class Plan:
 def gather_roots(store: "Store", *, prune_dangling: bool) -> set[str]:
     roots = set(store.tags().values())
     roots.update(store.build_cache.roots())
+    for refs in store.pinned().values():
+        roots.update(refs)
     live, _stale = leases_mod.scan(store.layout.leases)
     for lease in live:
         roots.update(lease.refs)

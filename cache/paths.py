@@ -52,6 +52,10 @@ class Layout:
         return self.root / "leases"
 
     @property
+    def pins(self) -> Path:
+        return self.root / "pins"
+
+    @property
     def locks(self) -> Path:
         return self.root / "locks"
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from . import leases as leases_mod
+from . import pins
 from . import tempfiles
 from .buildcache import BuildCache
 from .blobs import BlobReader, BlobSource, BlobStore, BlobWriter, Expected
@@ -194,6 +195,19 @@ class Store:
     def leases(self) -> list[LeaseInfo]:
         """Live leases of every process."""
         return leases_mod.scan(self.layout.leases)[0]
+
+    # -- pins: GC roots that outlive any process (a container keeps its image) --------------------
+
+    def pin(self, name: str, refs: Iterable[str]) -> None:
+        """Keep ``refs`` (digests) until ``unpin(name)``; taken under the shared store lock, so a GC
+        running now either sees the pin or finished before it (the caller checks existence after)."""
+        pins.pin(self.layout.pins, name, refs, self.locks.shared)
+
+    def unpin(self, name: str) -> None:
+        pins.unpin(self.layout.pins, name)
+
+    def pinned(self) -> dict[str, tuple[str, ...]]:
+        return pins.scan(self.layout.pins)
 
     def _retain(self, ref: str) -> None:
         """Add a just-published ref to this store's live leases (called under the shared store lock)."""

@@ -226,7 +226,7 @@ def test_inspect_shapes_and_templates(root):
     assert two == [f"{doc['Id']} [pbtest/busybox:latest]", f"{IDS['pbtest/envbox:1']} [pbtest/envbox:1]"]
     result = results[5]
     assert result.returncode == 1 and "Traceback" not in result.stderr.decode()
-    assert result.stderr.decode() == "error: No such image: nosuch\n"
+    assert result.stderr.decode() == "error: No such object: nosuch\n"
     assert [d["Id"] for d in json.loads(result.stdout)] == [doc["Id"]]
 
 

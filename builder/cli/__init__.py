@@ -70,9 +70,11 @@ def build_args_from(values: tuple[str, ...]) -> dict[str, str | None]:
 
 def _register_commands() -> None:
     """Each area's commands live in its own module; importing it registers them on ``main``."""
-    from . import build_commands, dockerfile_commands, image_commands, run_commands  # noqa: F401
+    from . import build_commands, dockerfile_commands, image_commands  # noqa: F401
+    from . import container_commands  # noqa: F401
     from . import builder_commands  # noqa: F401
     from . import registry_commands  # noqa: F401
+    from . import volume_commands  # noqa: F401
 
 
 _register_commands()

@@ -137,11 +137,11 @@ image_group.add_command(rmi_command, "remove")
 @click.command("inspect")
 @click.argument("names", nargs=-1, required=True)
 @click.option("-f", "--format", "fmt", help="Format the output using a Go template.")
-@click.option("--type", "kind", type=click.Choice(["image"]), default=None,
-              help="Only inspect objects of this type (containers come with the runtime).")
+@click.option("--type", "kind", type=click.Choice(["image", "container"]), default=None,
+              help="Only inspect objects of this type.")
 @click.pass_context
 def inspect_command(ctx, names, fmt, kind):
-    """Display detailed information on one or more images."""
+    """Display detailed information on one or more containers or images."""
     from ..errors import ImageNotFound
     from ..format import Template
     from ..images.service import inspect_image
@@ -149,6 +149,15 @@ def inspect_command(ctx, names, fmt, kind):
     store = _store(ctx)
     results, missing = [], []
     for name in names:
+        if kind != "image":
+            from .container_commands import inspect_containers
+
+            found, _ = inspect_containers(ctx, [name])
+            if found or kind == "container":
+                results.extend(found)
+                if not found:
+                    missing.append(name)
+                continue
         try:
             results.append(inspect_image(store, name))
         except ImageNotFound:
@@ -161,7 +170,8 @@ def inspect_command(ctx, names, fmt, kind):
         click.echo(json.dumps(results, indent=4, ensure_ascii=False))
     if missing:
         for name in missing:
-            click.echo(f"error: No such image: {name}", err=True)
+            click.echo(f"error: No such object: {name}" if kind is None else
+                       f"error: No such {kind}: {name}", err=True)
         sys.exit(1)
 
 

@@ -182,6 +182,7 @@ class _Streams:
         self.proc = proc
 
     cancel = None   # a threading.Event: when set, the run is abandoned (another build stage failed)
+    on_start = None  # called with the pid 1's host pid once it exists (the container runtime records it)
 
     def pump(self) -> None:
         while self.sel.get_map():
@@ -235,6 +236,8 @@ class _Streams:
                     self.pidfd = os.pidfd_open(self.init_pid)
                 except (OSError, AttributeError):
                     self.pidfd = None
+                if self.on_start is not None:
+                    self.on_start(self.init_pid)
 
     def close(self) -> None:
         self.sel.close()
@@ -290,7 +293,7 @@ def _result(spec: RunSpec, streams: _Streams, returncode: int, started: float) -
 
 def run(spec: RunSpec, *, on_output: OutputCallback | None = None, stdin_data: bytes | None = None,
         on_console: ConsoleCallback | None = None, secrets: Mapping[str, bytes] | None = None,
-        cancel=None) -> RunResult:
+        cancel=None, on_start: Callable[[int], None] | None = None) -> RunResult:
     """Run ``spec`` to completion (or until the ``cancel`` event is set: the sandbox is then killed
     and ``SandboxError`` raised).
 
@@ -344,6 +347,7 @@ def run(spec: RunSpec, *, on_output: OutputCallback | None = None, stdin_data: b
             theirs.close()
         streams = _Streams(proc, status_r, on_output, stdin_data, ours, on_console)
         streams.cancel = cancel
+        streams.on_start = on_start
         streams.pump()
         returncode = proc.wait()
     except BaseException:

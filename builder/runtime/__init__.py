@@ -1,0 +1,1 @@
+"""The embedded container runtime: container records, the per-container monitor, lifecycle, volumes, networks."""

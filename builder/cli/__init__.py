@@ -74,6 +74,7 @@ def _register_commands() -> None:
     from . import container_commands  # noqa: F401
     from . import builder_commands  # noqa: F401
     from . import registry_commands  # noqa: F401
+    from . import network_commands  # noqa: F401
     from . import volume_commands  # noqa: F401
 
 

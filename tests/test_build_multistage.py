@@ -30,7 +30,7 @@ def build_fails(result) -> str:
 
 
 def _run(store: Path, image: str, *cmd: str) -> str:
-    return ok(pb(store, "run", "--rm", image, *cmd))
+    return ok(pb(store, "run", "--rm", "--network", "none", image, *cmd))
 
 
 def test_stages_the_target_does_not_need_are_not_built(tmp_path, store):
@@ -54,7 +54,7 @@ def test_target_stops_at_the_named_stage(tmp_path, store):
         "RUN echo two > /two.txt && exit 5\n"))
     built(build(store, ctx, "--target", "one", "-t", "ms-target:1"))
     assert _run(store, "ms-target:1", "cat", "/one.txt") == "one\n"
-    assert pb(store, "run", "--rm", "ms-target:1", "cat", "/two.txt").returncode == 1
+    assert pb(store, "run", "--rm", "--network", "none", "ms-target:1", "cat", "/two.txt").returncode == 1
     out = build_fails(build(store, ctx, "--target", "three"))
     assert "target stage 'three' could not be found" in out or 'target stage "three" could not be found' in out
 

@@ -56,8 +56,8 @@ def test_build_compiles_and_runs_a_static_c_program(debian_store, tmp_path):
     ok(result)
     assert "hello from static C, 1 arg(s)" in result.stderr.decode()
     # the binary is static: it runs in the container (and would on scratch), and says so in its ELF header
-    assert ok(pb(debian_store, "run", "--rm", "hello:static")).strip() == "hello from static C, 0 arg(s)"
-    assert ok(pb(debian_store, "run", "--rm", "hello:static", "/usr/local/bin/hello", "a", "b")) \
+    assert ok(pb(debian_store, "run", "--rm", "--network", "none", "hello:static")).strip() == "hello from static C, 0 arg(s)"
+    assert ok(pb(debian_store, "run", "--rm", "--network", "none", "hello:static", "/usr/local/bin/hello", "a", "b")) \
         == "hello from static C, 2 arg(s)\n"
     out = tmp_path / "rootfs"
     ok(pb(debian_store, "build", "--progress", "quiet", "-o", f"type=local,dest={out}", str(context)))

@@ -82,7 +82,7 @@ def test_static_program_ships_alone(store, context, tmp_path, target, ref, path)
         assert not any(n == leftover or n.startswith(leftover + "/") for n in names), leftover
     history = [h.get("created_by", "") for h in config["history"]]
     assert not any("gcc" in h for h in history), history   # the build stage's steps are not in the image
-    result = pb(store, "run", "--rm", ref)
+    result = pb(store, "run", "--rm", "--network", "none", ref)
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout.decode() == "hello from a static binary, 0 args\n"
     # the exported root filesystem: the base's files plus the binary, nothing else
@@ -97,7 +97,7 @@ def test_static_program_ships_alone(store, context, tmp_path, target, ref, path)
 
 def test_exit_code_and_arguments_pass_through(store, context):
     built(build(store, context, "--target", "on-scratch", "-t", "hello-c:scratch"))
-    result = pb(store, "run", "--rm", "hello-c:scratch", "one", "two")
+    result = pb(store, "run", "--rm", "--network", "none", "hello-c:scratch", "one", "two")
     assert result.returncode == 3
     assert result.stdout.decode() == "hello from a static binary, 2 args\n"
 

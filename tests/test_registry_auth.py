@@ -510,7 +510,7 @@ def test_cli_login_push_pull_logout_over_tls(tls_registry, client_env, busybox_r
     pulled = cli(client_env, fresh, "--debug", "pull", name)
     assert pulled.returncode == 0, all_output(pulled)
     assert_no_secrets(all_output(pulled), PASSWORD)
-    assert cli_ok(client_env, fresh, "run", "--rm", name, "echo", "pulled") == "pulled\n"
+    assert cli_ok(client_env, fresh, "run", "--rm", "--network", "none", name, "echo", "pulled") == "pulled\n"
 
     assert cli_ok(client_env, fresh, "logout", host) == f"Removing login credentials for {host}\n"
     assert host not in client_env.config().get("auths", {})

@@ -62,7 +62,7 @@ def test_docker_io_pulls_go_through_the_mirror(tmp_path, user_env, mirror):
     assert result.stdout.strip() == HUB_BUSYBOX
     listed = run(root, "images", "--format", "{{.Repository}}:{{.Tag}}", env=user_env)
     assert listed.stdout.split() == ["busybox:latest"]
-    ran = run(root, "run", "--rm", "busybox", "echo", "from the mirror", env=user_env)
+    ran = run(root, "run", "--rm", "--network", "none", "busybox", "echo", "from the mirror", env=user_env)
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout == "from the mirror\n"
 
@@ -75,7 +75,7 @@ def test_from_a_docker_io_image_pulls_it_through_the_mirror(tmp_path, user_env, 
     root = tmp_path / "root"
     result = run(root, "build", "-t", "app:1", "--progress", "plain", str(context), env=user_env)
     assert result.returncode == 0, result.stderr
-    ran = run(root, "run", "--rm", "app:1", "cat", "/built", env=user_env)
+    ran = run(root, "run", "--rm", "--network", "none", "app:1", "cat", "/built", env=user_env)
     assert ran.stdout == "built\n"
 
 

@@ -92,7 +92,7 @@ def test_build_push_remove_pull_run_keeps_the_digest(tmp_path, registry, root_wi
     assert out.splitlines()[-1] == name, out
     assert f"Digest: {digest}" in out and f"Status: Downloaded newer image for {name}" in out
     assert ok(run(root, "images", "-q", "--no-trunc", name, env=env)).strip() == image_id
-    assert ok(run(root, "run", "--rm", name, "cat", "/hello", "/a.txt", env=env)) == "hello\nA\n"
+    assert ok(run(root, "run", "--rm", "--network", "none", name, "cat", "/hello", "/a.txt", env=env)) == "hello\nA\n"
     # a pulled image goes back byte for byte: same manifest, same digest, nothing uploaded
     again = ok(run(root, "push", name, env=env))
     assert pushed_digest(again, "1") == digest
@@ -136,7 +136,7 @@ def test_pybuild_pulls_what_skopeo_pushed(tmp_path, registry_busybox, busybox_ta
     root = tmp_path / "root"
     assert ok(run(root, "pull", "-q", registry_busybox, env=env)).strip() == registry_busybox
     assert ok(run(root, "images", "-q", "--no-trunc", registry_busybox, env=env)).strip() == busybox_id
-    assert ok(run(root, "run", "--rm", registry_busybox, "echo", "hi", env=env)) == "hi\n"
+    assert ok(run(root, "run", "--rm", "--network", "none", registry_busybox, "echo", "hi", env=env)) == "hi\n"
     digest = remote_digest(registry_busybox)
     inspect = json.loads(ok(run(root, "inspect", registry_busybox, env=env)))[0]
     assert inspect["RepoDigests"] == [f"{registry_busybox.rsplit(':', 1)[0]}@{digest}"]
@@ -157,7 +157,7 @@ def test_pull_by_digest(tmp_path, registry_busybox, env):
     pinned = f"{repo}@{digest}"
     out = ok(run(root, "pull", pinned, env=env))
     assert out.splitlines()[-1] == pinned
-    assert ok(run(root, "run", "--rm", pinned, "echo", "pinned", env=env)) == "pinned\n"
+    assert ok(run(root, "run", "--rm", "--network", "none", pinned, "echo", "pinned", env=env)) == "pinned\n"
     assert json.loads(ok(run(root, "inspect", pinned, env=env)))[0]["RepoTags"] == []   # a digest pull tags nothing
     wrong = f"{repo}@sha256:{'0' * 64}"
     err = fails(run(root, "pull", wrong, env=env))
@@ -236,7 +236,7 @@ def test_an_index_resolves_to_this_machines_platform(tmp_path, multi, env):
     inspect = json.loads(ok(run(root, "inspect", name, env=env)))[0]
     assert inspect["Id"] == multi["native"][2]
     assert inspect["RepoDigests"] == [f"{multi['repo']}@{multi['index']}"]
-    assert ok(run(root, "run", "--rm", name, "echo", "native", env=env)) == "native\n"
+    assert ok(run(root, "run", "--rm", "--network", "none", name, "echo", "native", env=env)) == "native\n"
     # the pinned index digest finds the image too
     assert json.loads(ok(run(root, "inspect", f"{multi['repo']}@{multi['index']}", env=env)))[0]["Id"] == \
         multi["native"][2]
@@ -298,7 +298,7 @@ def test_from_pulls_a_missing_base_and_copy_from_an_image_too(tmp_path, registry
     result = run(root, "build", "--progress", "plain", "-t", "app:1", str(ctx), env=env)
     ok(result)
     assert f"Status: Downloaded newer image for {registry_busybox}" in result.stderr.decode()
-    assert ok(run(root, "run", "--rm", "app:1", "cat", "/marker", env=env)) == "from-registry\n"
+    assert ok(run(root, "run", "--rm", "--network", "none", "app:1", "cat", "/marker", env=env)) == "from-registry\n"
     tags = store_of(root).tags()
     assert f"{registry_busybox}" in tags and f"{repo}:1" in tags
 
@@ -318,9 +318,9 @@ def test_pull_flag_follows_a_moved_tag(tmp_path, registry, registry_busybox, env
 
     ctx = context(tmp_path / "ctx", f"FROM {repo}:latest\nRUN cp /version /seen\n")
     ok(run(root, "build", "-q", "-t", "app:old", str(ctx), env=env))
-    assert ok(run(root, "run", "--rm", "app:old", "cat", "/seen", env=env)) == "one\n"
+    assert ok(run(root, "run", "--rm", "--network", "none", "app:old", "cat", "/seen", env=env)) == "one\n"
     ok(run(root, "build", "-q", "--pull", "-t", "app:new", str(ctx), env=env))
-    assert ok(run(root, "run", "--rm", "app:new", "cat", "/seen", env=env)) == "two\n"
+    assert ok(run(root, "run", "--rm", "--network", "none", "app:new", "cat", "/seen", env=env)) == "two\n"
 
 
 def test_build_push_and_output_type_registry(tmp_path, registry, root_with_busybox, env):
@@ -380,7 +380,7 @@ def test_large_layers_go_up_in_chunks(tmp_path, registry, root_with_busybox, env
     assert result.digest == remote_digest(name)
     other = tmp_path / "other"
     ok(run(other, "pull", "-q", name, env=env))
-    assert ok(run(other, "run", "--rm", name, "sha256sum", "/blob.bin", env=env)).split()[0] == \
+    assert ok(run(other, "run", "--rm", "--network", "none", name, "sha256sum", "/blob.bin", env=env)).split()[0] == \
         hashlib.sha256((ctx / "blob.bin").read_bytes()).hexdigest()
 
 
@@ -463,4 +463,4 @@ def test_onbuild_copy_from_of_a_pulled_base_makes_that_stage_a_dependency(tmp_pa
                                     f"FROM {repo}:1\n")
     root = tmp_path / "root"
     ok(run(root, "build", "-q", "-t", "app:1", str(ctx), env=env))
-    assert ok(run(root, "run", "--rm", "app:1", "cat", "/made", env=env)) == "by-helper\n"
+    assert ok(run(root, "run", "--rm", "--network", "none", "app:1", "cat", "/made", env=env)) == "by-helper\n"

@@ -24,7 +24,7 @@ ANCHOR = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "dockerfil
 
 
 def run_in(root: Path, image: str, *command: str) -> str:
-    return ok(pb(root, "run", "--rm", image, *command))
+    return ok(pb(root, "run", "--rm", "--network", "none", image, *command))
 
 
 def tree_of(root: Path, image: str, tmp_path: Path) -> dict:
@@ -80,7 +80,7 @@ RUN --mount=type=cache,target=work,sharing=private ls -d /work > /work.path
     probes = list((store / "cachemounts").glob("*/*/probe"))
     assert len(probes) == 1 and probes[0].read_text() == "escaped\n"
     for name in ("a", "b", "c", "owned", "work"):
-        assert ok(pb(store, "run", "--rm", "ids:1", "sh", "-c", f"test -e /{name} && echo there || echo gone")) \
+        assert ok(pb(store, "run", "--rm", "--network", "none", "ids:1", "sh", "-c", f"test -e /{name} && echo there || echo gone")) \
             == "gone\n"
 
 

@@ -37,7 +37,7 @@ def _run_on_terminal(root: str, script: bytes, rows: int = 33, cols: int = 101) 
     try:
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         before = termios.tcgetattr(slave)
-        proc = subprocess.Popen([sys.executable, "-m", "builder.cli", "--root", root, "run", "-it", "busybox", "sh"],
+        proc = subprocess.Popen([sys.executable, "-m", "builder.cli", "--root", root, "run", "--network", "none", "-it", "busybox", "sh"],
                                 stdin=slave, stdout=slave, stderr=slave, cwd=REPO, start_new_session=True)
         os.write(master, script)
         out = bytearray()
@@ -85,7 +85,7 @@ def test_run_it_controlling_terminal_and_job_control(root):
 
 def test_run_t_without_a_user_terminal(root):
     # CI: stdin and stdout are pipes, yet the container still gets a pty (as docker does).
-    proc = subprocess.run([sys.executable, "-m", "builder.cli", "--root", root, "run", "-it", "busybox", "sh"],
+    proc = subprocess.run([sys.executable, "-m", "builder.cli", "--root", root, "run", "--network", "none", "-it", "busybox", "sh"],
                           input=b"test -t 0 && test -t 1 && echo yes\"\"-tty; exit 3\n", capture_output=True, cwd=REPO,
                           timeout=8)
     assert proc.returncode == 3, proc
@@ -107,7 +107,7 @@ def test_tty_for_a_non_root_user_and_window_size_changes(root):
     master, slave = os.openpty()
     try:
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 20, 60, 0, 0))
-        proc = subprocess.Popen([sys.executable, "-m", "builder.cli", "--root", root, "run", "-it", "-u", "1000",
+        proc = subprocess.Popen([sys.executable, "-m", "builder.cli", "--root", root, "run", "--network", "none", "-it", "-u", "1000",
                                  "busybox", "sh"], stdin=slave, stdout=slave, stderr=slave, cwd=REPO,
                                 start_new_session=True)
         os.write(master, b"stty size; echo first''-done\n")

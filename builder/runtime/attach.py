@@ -21,6 +21,20 @@ STREAMS = {"stdout": STDOUT, "stderr": STDERR}
 _HEADER = struct.Struct(">BI")
 
 
+class _ShortPath:
+    """A unix socket path may hold 107 bytes: reach a long one through /proc/self/fd/N of its directory."""
+
+    def __init__(self, path: str):
+        self.fd = os.open(os.path.dirname(path) or ".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.path = f"/proc/self/fd/{self.fd}/{os.path.basename(path)}"
+
+    def __enter__(self) -> str:
+        return self.path
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)
+
+
 def send_frame(sock: socket.socket, kind: int, payload: bytes = b"") -> None:
     sock.sendall(_HEADER.pack(kind, len(payload)) + payload)
 
@@ -55,7 +69,8 @@ class AttachServer:
         except FileNotFoundError:
             pass
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(path)
+        with _ShortPath(path) as short:
+            self.sock.bind(short)
         os.chmod(path, 0o600)
         self.sock.listen(8)
         self.clients: list[socket.socket] = []
@@ -130,7 +145,8 @@ class AttachServer:
 
 def connect(path: str, *, stdin: bool) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.connect(path)
+    with _ShortPath(path) as short:
+        sock.connect(short)
     send_frame(sock, HELLO, json.dumps({"stdin": stdin}).encode())
     return sock
 

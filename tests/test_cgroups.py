@@ -69,6 +69,9 @@ def test_cpus_errors():
         parse_cpus("abc")
     with pytest.raises(LimitError, match="^value is too precise$"):
         parse_cpus("0.0000000001")
+    for text in (" 1", "1_0", "1/0", ""):
+        with pytest.raises(LimitError, match="as a rational number$"):
+            parse_cpus(text)
 
 
 def test_cpu_quota_and_weight_as_docker_and_runc_compute_them():
@@ -167,24 +170,32 @@ def test_v2_controllers_the_host_lacks_are_reported_as_docker_warns():
         "Your kernel does not support PIDs limit capabilities or the cgroup is not mounted. PIDs limit discarded.")
 
 
-def test_v2_nested_own_cgroup_with_processes_cannot_hand_controllers_down():
-    """The no-internal-process rule: our own (non-root) cgroup holds us, so enabling fails with EBUSY; the
-    container still gets a cgroup, without limits, and says so."""
-    fs = unified(own="/user.slice/session-1.scope")
-    own = "/sys/fs/cgroup/user.slice/session-1.scope"
-    fs.add_process(4242, own)
+def test_v2_own_cgroup_with_processes_nests_under_the_nearest_ancestor_that_can_delegate():
+    """The no-internal-process rule: a cgroup holding processes (ours: a service's leaf) cannot hand
+    controllers down, so the container cgroup goes under the nearest ancestor without processes."""
+    fs = unified(own="/system.slice/ci.service")
+    fs.add_process(4242, "/sys/fs/cgroup/system.slice/ci.service")
     cg = Cgroup.create("c1", Limits(pids=50), fs=fs)
-    assert cg.procs_files == (f"{own}/pybuild/c1/cgroup.procs",)
-    assert not fs.written("pids.max")
+    assert cg.procs_files == ("/sys/fs/cgroup/system.slice/pybuild/c1/cgroup.procs",)
+    assert fs.written("pids.max") == [("/sys/fs/cgroup/system.slice/pybuild/c1/pids.max", "50")]
+    assert cg.warnings == ()
+    assert Cgroup.open("c1", fs=fs).dirs == cg.dirs
+
+
+def test_v2_controllers_that_cannot_be_handed_down_are_reported():
+    """A namespace root that holds processes (a container's own cgroup seen through its cgroup namespace)
+    cannot delegate: the cgroup is still made, without the limit, with docker's warning."""
+    class Busy(FakeCgroupFS):
+        def write(self, path, text):
+            if path.endswith("cgroup.subtree_control"):
+                raise OSError(errno.EBUSY, "Device or resource busy", path)
+            super().write(path, text)
+
+    fs = Busy([("/sys/fs/cgroup", 2, ("memory", "pids"))])
+    cg = Cgroup.create("c1", Limits(pids=50), fs=fs)
+    assert cg.exists and not fs.written("pids.max")
     assert cg.warnings == ("Your kernel does not support PIDs limit capabilities or the cgroup is not mounted. "
                            "PIDs limit discarded.",)
-
-
-def test_v2_nested_own_cgroup_without_processes_is_used():
-    fs = unified(own="/delegated")
-    cg = Cgroup.create("c1", Limits(pids=50), fs=fs)
-    assert fs.written("pids.max") == [("/sys/fs/cgroup/delegated/pybuild/c1/pids.max", "50")]
-    assert cg.warnings == ()
 
 
 def test_v2_oom_kill_is_read_from_memory_events():
@@ -280,6 +291,23 @@ def test_hybrid_layout_puts_each_controller_where_it_lives():
         ("/sys/fs/cgroup/pids/pybuild/c1/pids.max", "50"),
     ]
     assert cg.warnings == ()
+
+
+def test_v1_co_mounted_controllers_and_a_second_mount_of_a_hierarchy():
+    """Debian's v1 layout mounts cpu and cpuacct together; a hierarchy bound elsewhere again (a container's
+    view of a subtree) does not confuse where ours go."""
+    fs = FakeCgroupFS([("/sys/fs/cgroup/cpu,cpuacct", 1, ["cpu", "cpuacct"]), ("/sys/fs/cgroup/memory", 1, ["memory"])])
+    fs.files["/proc/self/mountinfo"] = (
+        "90 80 0:50 /other /var/lib/x/rootfs/sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
+        + fs.files["/proc/self/mountinfo"])
+    cg = Cgroup.create("c1", FULL, fs=fs)
+    assert [path for _, path in cg.dirs] == ["/sys/fs/cgroup/cpu,cpuacct/pybuild/c1", "/sys/fs/cgroup/memory/pybuild/c1"]
+    assert [p.rsplit("/", 1)[1] for p, _ in fs.writes] == [
+        "cpu.shares", "cpu.cfs_period_us", "cpu.cfs_quota_us", "memory.limit_in_bytes", "memory.memsw.limit_in_bytes"]
+    fs.set("/sys/fs/cgroup/cpu,cpuacct/pybuild/c1/cpuacct.usage", "123456\n")
+    assert cg.stats().cpu_usage_ns == 123456
+    assert cg.warnings == ("Your kernel does not support PIDs limit capabilities or the cgroup is not mounted. "
+                           "PIDs limit discarded.",)
 
 
 def test_v1_without_swap_accounting_leaves_memsw_alone():
@@ -411,7 +439,7 @@ while True:
 
 def test_fork_bomb_stops_at_the_pids_limit_and_remove_kills_it(cgroup_name):
     cg = Cgroup.create(cgroup_name(), limits_from_flags(pids_limit=50))
-    pids_dir = next(path for h, path in cg.dirs if "pids" in h.controllers)
+    _, pids_dir = controller_dir(cg, "pids")
     bomb, gate = held(BOMB)
     try:
         join(cg, bomb.pid)
@@ -434,13 +462,22 @@ def test_fork_bomb_stops_at_the_pids_limit_and_remove_kills_it(cgroup_name):
         cg.remove()
 
 
+def controller_dir(cg: Cgroup, controller: str) -> tuple[int, str]:
+    """(cgroup version, directory) of ``cg`` in the hierarchy holding ``controller``."""
+    return next((h.version, path) for h, path in cg.dirs if controller in h.controllers)
+
+
 def test_cpu_quota_and_shares_are_written(cgroup_name):
     cg = Cgroup.create(cgroup_name(), limits_from_flags(cpus="1.5", cpu_shares=512))
     try:
-        cpu_dir = next(path for h, path in cg.dirs if "cpu" in h.controllers)
-        assert Path(cpu_dir, "cpu.cfs_quota_us").read_text() == "150000\n"
-        assert Path(cpu_dir, "cpu.cfs_period_us").read_text() == "100000\n"
-        assert Path(cpu_dir, "cpu.shares").read_text() == "512\n"
+        version, cpu_dir = controller_dir(cg, "cpu")
+        if version == 1:
+            assert Path(cpu_dir, "cpu.cfs_quota_us").read_text() == "150000\n"
+            assert Path(cpu_dir, "cpu.cfs_period_us").read_text() == "100000\n"
+            assert Path(cpu_dir, "cpu.shares").read_text() == "512\n"
+        else:
+            assert Path(cpu_dir, "cpu.max").read_text() == "150000 100000\n"
+            assert Path(cpu_dir, "cpu.weight").read_text() == "20\n"
     finally:
         cg.remove()
 
@@ -459,3 +496,78 @@ def test_sweep_removes_a_forgotten_cgroup_with_its_process(cgroup_name):
     finally:
         os.close(gate)
         Cgroup.open(live).remove()
+
+
+# --- the real sandbox joining the cgroup (RunSpec.cgroup_procs) --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def busybox_rootfs(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("cgroup-busybox")
+    tar = work / "busybox.tar"
+    subprocess.run([str(REPO / "bin" / "busybox-rootfs"), str(tar)], check=True)
+    root = work / "rootfs"
+    root.mkdir()
+    subprocess.run(["tar", "-xf", str(tar), "-C", str(root)], check=True)
+    return root
+
+
+def sandboxed(tmp_path: Path, rootfs: Path, command: str, cg: Cgroup, **kw):
+    from builder.sandbox import RunSpec, run, shell_argv
+
+    upper, work = tmp_path / "upper", tmp_path / "work"
+    upper.mkdir(exist_ok=True)
+    work.mkdir(exist_ok=True)
+    return run(RunSpec(argv=shell_argv(command), lower_dirs=(str(rootfs),), upper_dir=str(upper),
+                       work_dir=str(work), env=("PATH=/bin:/usr/bin",), cgroup_procs=cg.procs_files, **kw))
+
+
+def test_sandbox_memory_hog_at_64m_exits_137_and_is_seen_as_oom_killed(cgroup_name, tmp_path, busybox_rootfs):
+    cg = Cgroup.create(cgroup_name(), limits_from_flags(memory="64m"))
+    try:
+        # dd's 128 MiB buffer is filled from /dev/zero: the kernel has to charge all of it
+        result = sandboxed(tmp_path, busybox_rootfs, "dd if=/dev/zero of=/dev/null bs=128M count=1", cg,
+                           pid1_command=True)
+        assert result.exit_code == 137 and result.signal == signal.SIGKILL
+        assert cg.oom_killed()
+    finally:
+        cg.remove()
+
+
+def test_sandbox_sees_its_own_cgroup_as_the_root_and_its_limits(cgroup_name, tmp_path, busybox_rootfs):
+    cg = Cgroup.create(cgroup_name(), limits_from_flags(memory="64m", pids_limit=50, cpus="0.5"))
+    try:
+        if controller_dir(cg, "memory")[0] == 1:
+            files, expected = "memory/memory.limit_in_bytes pids/pids.max cpu/cpu.cfs_quota_us", "50000"
+        else:
+            files, expected = "memory.max pids.max cpu.max", "50000 100000"
+        script = (f"cat /proc/self/cgroup; cd /sys/fs/cgroup; cat {files}; "
+                  "dd if=/dev/zero of=/dev/null bs=8M count=1 2>/dev/null && echo fits")
+        result = sandboxed(tmp_path, busybox_rootfs, script, cg)
+        assert result.exit_code == 0, result.stderr
+        lines = result.stdout.decode().splitlines()
+        memberships = {line.split(":", 1)[1] for line in lines if line[:1].isdigit() and ":/" in line}
+        assert {"memory:/", "pids:/", "cpu:/"} <= memberships or memberships == {":/"}     # v1 | v2: the root
+        assert lines[-4:] == [str(64 * MiB), "50", expected, "fits"]
+        assert not cg.oom_killed()
+    finally:
+        cg.remove()
+
+
+def test_sandbox_fork_bomb_stops_at_pids_limit_50(cgroup_name, tmp_path, busybox_rootfs):
+    cg = Cgroup.create(cgroup_name(), limits_from_flags(pids_limit=50))
+    try:
+        # a subshell starts sleepers until a fork fails (busybox sh gives up then); afterwards only builtins,
+        # as the 50 processes are all there: the count and the refusal are read without forking
+        script = ("cd /sys/fs/cgroup; [ -d pids ] && cd pids; "
+                  "(i=0; while [ $i -lt 80 ]; do sleep 100 & i=$((i+1)); echo $i > /tmp/n; done) 2>/tmp/err; "
+                  "echo $?; read n < pids.current; echo $n; read n < /tmp/n; echo $n; read e < /tmp/err; echo $e")
+        result = sandboxed(tmp_path, busybox_rootfs, script, cg)
+        status, current, sleepers, error = result.stdout.decode().splitlines()
+        assert (status, error) == ("2", "/bin/sh: can't fork: Resource temporarily unavailable")
+        assert int(current) == 49       # 50 until the subshell that gave up exited
+        assert int(sleepers) < 50
+        assert result.exit_code == 0
+    finally:
+        cg.remove()
+    assert not cg.exists

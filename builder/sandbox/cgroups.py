@@ -70,7 +70,8 @@ class Limits:
         return self.nano_cpus * CPU_PERIOD // 1_000_000_000 if self.nano_cpus > 0 else 0
 
     @property
-    def any(self) -> bool:
+    def limited(self) -> bool:
+        """Whether any limit is asked for."""
         return any((self.memory, self.memory_swap, self.cpus, self.cpu_shares, self.pids))
 
 
@@ -104,8 +105,9 @@ def parse_cpus(value: str, *, flag: str = "") -> float:
     from fractions import Fraction
 
     try:
-        text = value.strip() if value.strip() == value else "x"
-        number = Fraction(text)
+        if value != value.strip() or "_" in value:     # Python's Fraction allows these, Go's big.Rat does not
+            raise ValueError(value)
+        number = Fraction(value)
     except (ValueError, ZeroDivisionError):
         raise _flag_error(flag, value, f"failed to parse {value} as a rational number") from None
     nano = number * 1_000_000_000
@@ -149,7 +151,8 @@ def limits_from_flags(*, memory: str = "", memory_swap: str = "", cpus: str = ""
         memory_swap=parse_memory_swap(memory_swap, flag="--memory-swap") if memory_swap else 0,
         cpus=parse_cpus(cpus, flag="--cpus") if cpus else 0.0,
         cpu_shares=cpu_shares, pids=pids_limit)
-    return resolve_limits(limits, ncpu=ncpu, swap_limit=swap_accounting(fs))
+    swap_limit = limits.memory <= 0 or limits.memory_swap == -1 or swap_accounting(fs)
+    return resolve_limits(limits, ncpu=ncpu, swap_limit=swap_limit)
 
 
 def swap_accounting(fs: "HostFS | None" = None) -> bool:
@@ -218,7 +221,8 @@ class Hierarchy:
     version: int                        # 1 or 2
     controllers: frozenset[str]         # v1: its mount options' controllers; v2: cgroup.controllers of our cgroup
     mountpoint: str
-    own_path: str                       # our cgroup, relative to the mount's root ("" = the root)
+    own_path: str                       # where ours nest, relative to the mount's root ("" = the root): our own
+                                        # cgroup; on v2 the nearest ancestor-or-self that may have children
 
     @property
     def own_dir(self) -> str:
@@ -236,14 +240,17 @@ def hierarchies(fs: HostFS) -> tuple[Hierarchy, ...]:
         memberships = [line.split(":", 2) for line in fs.read("/proc/self/cgroup").splitlines() if line.count(":") >= 2]
     except OSError as err:
         raise CgroupError(f"cannot read this process's cgroups: {err.strerror or err}") from None
-    found: list[Hierarchy] = []
-    seen: set[str] = set()
+    mounts = []
     for line in mountinfo:
         left, _, right = line.partition(" - ")
         lf, rf = left.split(), right.split()
-        if len(lf) < 5 or len(rf) < 3 or rf[0] not in ("cgroup", "cgroup2"):
-            continue
-        root, point = _unescape(lf[3]), _unescape(lf[4])
+        if len(lf) >= 5 and len(rf) >= 3 and rf[0] in ("cgroup", "cgroup2"):
+            mounts.append((_unescape(lf[3]), _unescape(lf[4]), rf))
+    # a hierarchy mounted twice: prefer the whole hierarchy, mounted where the host keeps cgroups
+    mounts.sort(key=lambda m: (m[0] != "/", not (m[1] + "/").startswith("/sys/fs/cgroup/")))
+    found: list[Hierarchy] = []
+    seen: set[str] = set()
+    for root, point, rf in mounts:
         if rf[0] == "cgroup2":
             path = next((p for i, c, p in memberships if i == "0" and c == ""), None)
             controllers: frozenset[str] = frozenset()
@@ -263,6 +270,7 @@ def hierarchies(fs: HostFS) -> tuple[Hierarchy, ...]:
         rel = os.path.relpath(path, root) if (path.rstrip("/") + "/").startswith(root.rstrip("/") + "/") else "."
         own = "" if rel == "." else rel
         if version == 2:
+            own = _v2_nest(fs, point, own)
             base = os.path.join(point, own) if own else point
             try:
                 controllers = frozenset(fs.read(f"{base}/cgroup.controllers").split())
@@ -270,6 +278,20 @@ def hierarchies(fs: HostFS) -> tuple[Hierarchy, ...]:
                 controllers = frozenset()
         found.append(Hierarchy(version, controllers, point, own))
     return tuple(found)
+
+
+def _v2_nest(fs: HostFS, mountpoint: str, own: str) -> str:
+    """cgroup v2's no-internal-process rule: a cgroup holding processes (ours, when it is a leaf such as a
+    systemd service) cannot hand controllers to children; the root can.  So nest under the nearest
+    ancestor-or-self without processes of its own (``/system.slice`` for a service), the root at worst."""
+    while own:
+        try:
+            if not fs.read(f"{mountpoint}/{own}/cgroup.procs").strip():
+                return own
+        except OSError:
+            pass
+        own = os.path.dirname(own)
+    return own
 
 
 # --- one container's cgroup ----------------------------------------------------------------------------------

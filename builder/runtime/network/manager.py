@@ -123,7 +123,7 @@ class NetworkManager:
         removed = []
         with self.state.locked():
             used = {ep.network_id for ep in self.state.endpoints()}
-            for network in self._networks():
+            for network in sorted(self._networks(), key=lambda n: n.name):
                 if not network.builtin and network.name != BUILD_NETWORK and network.id not in used:
                     self._teardown(network)
                     self.state.delete_network(network)

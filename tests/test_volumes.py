@@ -254,3 +254,23 @@ def test_cli_uses_pybuild_root_from_the_environment(tmp_path):
 
     assert run_cli("volume", "create", "envvol", env={"PYBUILD_ROOT": str(root)}).returncode == 0
     assert (root / "volumes" / "envvol" / "_data").is_dir()
+
+
+def test_hold_is_reentrant_and_keeps_other_writers_out(store):
+    import fcntl
+
+    with store.hold():
+        with store.hold():
+            store.create("inside")                              # takes the lock again: no deadlock
+        fd = os.open(os.path.join(store.root, ".lock"), os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):               # another writer (its own open file) must wait
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+        assert store.prune(lambda: {"inside": ["c1"]}).deleted == ()
+    fd = os.open(os.path.join(store.root, ".lock"), os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)          # released at the end
+    finally:
+        os.close(fd)

@@ -29,10 +29,12 @@ def volumes_in_use(store_root) -> dict[str, list[str]]:
     return from_records(store_root)
 
 
-def _in_use(ctx) -> dict[str, list[str]]:
+def _in_use(ctx):
+    """A function the volume store asks under its lock (so the answer is current)."""
     import os
 
-    return volumes_in_use(os.path.dirname(_volumes(ctx).root))
+    root = os.path.dirname(_volumes(ctx).root)
+    return lambda: volumes_in_use(root)
 
 
 @click.group("volume")
@@ -78,7 +80,7 @@ def ls_command(ctx, quiet, filters, fmt):
 
     store = _volumes(ctx)
     needs_use = any(f.split("=", 1)[0].strip().lower() == "dangling" for f in filters)
-    volumes = store.list(filters, _in_use(ctx) if needs_use else {})
+    volumes = store.list(filters, _in_use(ctx) if needs_use else None)
     rows = [v.row() for v in volumes]
     text = render_rows(fmt, rows, [("Driver", "DRIVER"), ("Name", "VOLUME NAME")], quiet_field="Name", quiet=quiet)
     if text:

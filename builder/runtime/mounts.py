@@ -439,10 +439,10 @@ def resolve_mounts(requests: Sequence[MountRequest], image_volumes: Iterable[str
     ``requests``: parsed ``-v``/``--mount``/``--tmpfs``; ``image_volumes``: the image config's
     ``Volumes`` keys; ``volumes``: a ``VolumeStore``; ``rootfs_view``: the image's file tree (a
     ``LayeredTree`` of its layers, top first) to copy into new volumes, or None for no copy-up.
-    Anonymous volumes made here are removed again if a later mount fails.
+    Anonymous volumes made here are removed again if a later mount fails. Runs under the volumes
+    lock (``volumes.hold()``, re-entrant): hold it yourself until the container's record naming
+    ``volume_names`` is written, so that no ``volume prune`` removes them in between.
     """
-    from ..sandbox.spec import BindMount, TmpfsMount
-
     check_duplicates(requests)
     covered = {r.target for r in requests}
     wanted = list(requests)
@@ -451,6 +451,13 @@ def resolve_mounts(requests: Sequence[MountRequest], image_volumes: Iterable[str
         if target and target != "/" and target not in covered:
             covered.add(target)
             wanted.append(MountRequest("volume", target, origin="VOLUME"))
+    with volumes.hold():
+        return _resolve(wanted, volumes, rootfs_view)
+
+
+def _resolve(wanted: list[MountRequest], volumes, rootfs_view) -> ResolvedMounts:
+    from ..sandbox.spec import BindMount, TmpfsMount
+
     binds, tmpfs, names, anonymous, points = [], [], [], [], []
     try:
         for request in wanted:

@@ -18,9 +18,10 @@ import json
 import os
 import re
 import shutil
+import threading
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence, Union
 
 from ..errors import PybuildError
 
@@ -91,11 +92,24 @@ class PruneResult:
     reclaimed: int
 
 
+InUse = Union[Mapping[str, Sequence[str]], Callable[[], Mapping[str, Sequence[str]]], None]
+
+
+def _users(in_use: InUse) -> Mapping[str, Sequence[str]]:
+    """``in_use`` as a mapping; a callable is asked here, under the lock, so the answer is current."""
+    if in_use is None:
+        return {}
+    return in_use() if callable(in_use) else in_use
+
+
 class VolumeStore:
     """The volumes under ``<store_root>/volumes``."""
 
     def __init__(self, store_root):
         self.root = os.path.join(os.path.abspath(os.fspath(store_root)), "volumes")
+        self._thread_lock = threading.RLock()
+        self._depth = 0
+        self._fd = -1
 
     # --- paths and locking ---------------------------------------------------------------------
     def path(self, name: str) -> str:
@@ -107,16 +121,31 @@ class VolumeStore:
             os.chmod(self.root, 0o701)
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """One writer at a time (create, remove, prune); readers need no lock (renames are atomic)."""
-        self._ensure_root()
-        fd = os.open(os.path.join(self.root, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            self._sweep()
-            yield
-        finally:
-            os.close(fd)
+    def hold(self) -> Iterator[None]:
+        """The volumes lock, exclusive and re-entrant in this object. create, remove and prune take it;
+        a caller that creates volumes for a container holds it until the container's record naming
+        them is written, so a concurrent ``volume prune`` cannot remove them in between."""
+        with self._thread_lock:
+            if self._depth == 0:
+                self._ensure_root()
+                fd = os.open(os.path.join(self.root, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                    self._sweep()
+                except BaseException:
+                    os.close(fd)
+                    raise
+                self._fd = fd
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    os.close(self._fd)
+                    self._fd = -1
+
+    _locked = hold
 
     def _sweep(self) -> None:
         """Leftovers of a create or remove that was killed half-way (their owner is gone)."""
@@ -158,9 +187,9 @@ class VolumeStore:
         return sorted((e for e in entries if not e.startswith(".")
                        and os.path.isfile(os.path.join(self.root, e, _META))), key=natural_key)
 
-    def list(self, filters: Sequence[str] = (), in_use: Mapping[str, Sequence[str]] | None = None) -> list[Volume]:
+    def list(self, filters: Sequence[str] = (), in_use: InUse = None) -> list[Volume]:
         """Volumes in docker's order (natural sort of names), narrowed by ``--filter`` values."""
-        match = _matcher(parse_filters(filters), _LIST_FILTERS, in_use or {})
+        match = _matcher(parse_filters(filters), _LIST_FILTERS, _users(in_use))
         out = []
         for name in self.names():
             try:
@@ -208,11 +237,12 @@ class VolumeStore:
                 raise
         return self.get(name)
 
-    def remove(self, name: str, *, force: bool = False, in_use: Mapping[str, Sequence[str]] | None = None) -> bool:
+    def remove(self, name: str, *, force: bool = False, in_use: InUse = None) -> bool:
         """Delete a volume and its data. In use: ``VolumeInUse`` (also with ``force``, as docker);
-        missing: ``NoSuchVolume``, or False with ``force``."""
-        users = list((in_use or {}).get(name) or ())
+        missing: ``NoSuchVolume``, or False with ``force``. ``in_use``: volume name -> container ids,
+        or a function returning that (asked under the lock)."""
         with self._locked():
+            users = list(_users(in_use).get(name) or ())
             try:
                 self.get(name)
             except NoSuchVolume:
@@ -224,14 +254,14 @@ class VolumeStore:
             self._delete(name)
         return True
 
-    def prune(self, in_use: Mapping[str, Sequence[str]] | None = None, filters: Sequence[str] = ()) -> PruneResult:
+    def prune(self, in_use: InUse = None, filters: Sequence[str] = ()) -> PruneResult:
         """Remove every volume no container uses (docker 20.10: anonymous and named ones alike),
         narrowed by ``label=``/``label!=`` filters; returns the names and the bytes freed."""
-        in_use = in_use or {}
         parsed = parse_filters(filters)
-        match = _matcher(parsed, _PRUNE_FILTERS, in_use)
         deleted, reclaimed = [], 0
         with self._locked():
+            in_use = _users(in_use)
+            match = _matcher(parsed, _PRUNE_FILTERS, in_use)
             for name in self.names():
                 if in_use.get(name):
                     continue

@@ -13,13 +13,19 @@ import termios
 import threading
 
 import pytest
-
-from builder.sandbox import RunSpec, run
-from builder.sandbox.enter import (EnterSpec, ExecError, NotRunningError, cgroup_procs_files, exec_failure,
-                                   process_start_time, run_in)
-from builder.sandbox.terminal import TerminalRelay
-
 from test_sandbox_run import busybox_rootfs, mounts_mentioning, wait_until  # noqa: F401  (fixture)
+
+from builder.sandbox import RunSpec, SandboxError, run
+from builder.sandbox.enter import (
+    EnterSpec,
+    ExecError,
+    NotRunningError,
+    cgroup_procs_files,
+    exec_failure,
+    process_start_time,
+    run_in,
+)
+from builder.sandbox.terminal import TerminalRelay
 
 PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -72,7 +78,7 @@ class Container:
 
 
 @pytest.fixture
-def container(busybox_rootfs, tmp_path):
+def container(busybox_rootfs, tmp_path):  # noqa: F811
     ctr = Container(busybox_rootfs, tmp_path)
     yield ctr
     ctr.stop()
@@ -121,7 +127,7 @@ def test_exit_codes_and_signals(container):
 
 
 def test_user_env_cwd(container):
-    assert out(ex(container, "id", user="nobody")) == "uid=65534(nobody) gid=65534(nogroup)\n"
+    assert out(ex(container, "id", user="nobody")) == "uid=65534(nobody) gid=65534(nogroup) groups=65534(nogroup)\n"
     assert out(ex(container, "id -u; id -g", user="1234:55")) == "1234\n55\n"
     env = out(ex(container, "env | sort", env=(PATH, "FOO=bar")))
     assert "FOO=bar\n" in env and "HOME=/root\n" in env
@@ -161,9 +167,10 @@ def test_missing_command_is_docker_s_error(container):
     with pytest.raises(ExecError) as caught:
         ex(container, ("/etc/passwd",))
     assert caught.value.exit_code == 126 and "permission denied" in caught.value.message
-    with pytest.raises(ExecError) as caught:
+    with pytest.raises(SandboxError) as caught:             # docker: refused before the exec, exit 1
         ex(container, "true", user="nosuch")
-    assert "unable to find user nosuch: no matching entries in passwd file" in caught.value.message
+    assert caught.value.message == "unable to find user nosuch: no matching entries in passwd file"
+    assert not isinstance(caught.value, ExecError)
     with pytest.raises(ExecError) as caught:
         ex(container, "true", cwd="/no/such/dir")
     assert "chdir to cwd" in caught.value.message and caught.value.exit_code == 127

@@ -95,7 +95,7 @@ class EnterSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "EnterSpec":
+    def from_dict(cls, data: dict) -> EnterSpec:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -279,6 +279,8 @@ def _result(streams, returncode: int, duration: float, result_type):
     for message in streams.messages:
         if "gone" in message:
             raise NotRunningError(message["gone"])
+        if "user_error" in message:
+            raise SandboxError(message["user_error"])
         if "exec_error" in message:
             raise exec_failure(message["exec_error"])
         if "error" in message:
@@ -292,5 +294,13 @@ def _result(streams, returncode: int, duration: float, result_type):
     raise SandboxError(f"exec ended without a status (exit code {returncode})")
 
 
-__all__ = ["EnterSpec", "run_in", "ExecError", "NotRunningError", "process_start_time", "open_target",
-           "cgroup_procs_files", "exec_failure"]
+__all__ = [
+    "EnterSpec",
+    "ExecError",
+    "NotRunningError",
+    "cgroup_procs_files",
+    "exec_failure",
+    "open_target",
+    "process_start_time",
+    "run_in",
+]

@@ -18,6 +18,7 @@ import json
 import os
 import signal
 import sys
+from dataclasses import replace
 
 from . import status
 from .caps import last_cap, restrict_capabilities
@@ -25,8 +26,18 @@ from .console import open_console, send_master
 from .container import Prepared, build_env, exec_command
 from .errors import SandboxError
 from .seccomp import build_filter
-from .syscalls import (CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUTS,
-                       PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG, Syscalls)
+from .syscalls import (
+    CLONE_NEWCGROUP,
+    CLONE_NEWIPC,
+    CLONE_NEWNET,
+    CLONE_NEWNS,
+    CLONE_NEWPID,
+    CLONE_NEWUTS,
+    PR_SET_DUMPABLE,
+    PR_SET_NO_NEW_PRIVS,
+    PR_SET_PDEATHSIG,
+    Syscalls,
+)
 from .users import read_user_files, resolve_user
 
 SETUP_FAILED = 125
@@ -68,7 +79,13 @@ def _child(spec: dict, sys_: Syscalls, status_fd: int, console_fd: int, top_cap:
             if console_fd >= 0:
                 os.close(console_fd)
             passwd, group = read_user_files("/")
-            user = resolve_user(spec["user"], passwd, group)
+            try:
+                user = resolve_user(spec["user"], passwd, group)
+            except SandboxError as err:         # docker checks the user before the exec: a plain error
+                status.send(status_fd, user_error=err.message)
+                os._exit(EXEC_FAILED)
+            # docker's exec user: the primary gid is also the first supplementary group
+            user = replace(user, groups=tuple(dict.fromkeys((user.gid, *user.groups))))
             env = build_env(tuple(spec["env"]), user.home)
             if spec["no_new_privs"]:
                 sys_.prctl(PR_SET_NO_NEW_PRIVS, 1)

@@ -10,8 +10,8 @@ import stat
 import pytest
 
 from builder.build.sources import LayeredTree
-from builder.runtime.mounts import (MountError, ResolvedMounts, copy_up, parse_mount, parse_tmpfs, parse_volume,
-                                    resolve_mounts)
+from builder.runtime.copyup import copy_up
+from builder.runtime.mounts import MountError, ResolvedMounts, parse_mount, parse_tmpfs, parse_volume, resolve_mounts
 from builder.runtime.volumes import VolumeStore
 from builder.sandbox import RunSpec, run, shell_argv
 from test_sandbox_run import busybox_rootfs, mounts_mentioning, out  # noqa: F401  (fixtures)
@@ -218,3 +218,46 @@ def test_copy_up_keeps_setuid_and_capabilities(tmp_path, busybox_rootfs):
     st = os.lstat(dest / "tool")
     assert (oct(stat.S_IMODE(st.st_mode)), st.st_gid) == ("0o4750", 50)
     assert os.getxattr(dest / "tool", "security.capability") == CAPABILITY
+
+
+def test_copy_up_of_devices_and_nested_hard_links(tmp_path):
+    layer = tmp_path / "devs"
+    (layer / "d" / "a").mkdir(parents=True)
+    (layer / "d" / "b").mkdir()
+    os.mknod(layer / "d" / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    os.mknod(layer / "d" / "loop", stat.S_IFBLK | 0o640, os.makedev(7, 0))
+    os.chmod(layer / "d" / "null", 0o666)                     # mknod's mode went through the umask
+    os.chmod(layer / "d" / "loop", 0o640)
+    os.chown(layer / "d" / "loop", 0, 6)
+    (layer / "d" / "a" / "one").write_text("same inode\n")
+    os.link(layer / "d" / "a" / "one", layer / "d" / "b" / "two")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    assert copy_up(LayeredTree([str(layer)], description="image"), "/d", str(dest))
+    null, loop = os.lstat(dest / "null"), os.lstat(dest / "loop")
+    assert stat.S_ISCHR(null.st_mode) and null.st_rdev == os.makedev(1, 3) and stat.S_IMODE(null.st_mode) == 0o666
+    assert stat.S_ISBLK(loop.st_mode) and (stat.S_IMODE(loop.st_mode), loop.st_gid) == (0o640, 6)
+    assert os.lstat(dest / "a" / "one").st_ino == os.lstat(dest / "b" / "two").st_ino
+    assert not copy_up(LayeredTree([str(layer)], description="image"), "/d", str(dest))     # not empty: no copy
+
+
+def test_copy_up_never_follows_what_a_container_swaps_in(tmp_path):
+    """A container already using the (empty) volume replaces a directory being filled with a symlink
+    to a host directory: nothing lands outside the volume."""
+    layer = tmp_path / "img"
+    (layer / "data" / "sub").mkdir(parents=True)
+    (layer / "data" / "sub" / "payload").write_text("x\n")
+    dest, outside = tmp_path / "dest", tmp_path / "outside"
+    dest.mkdir()
+    outside.mkdir()
+
+    class Racing(LayeredTree):
+        def listdir(self, rel):
+            if rel == "data/sub":                       # the copier has made dest/sub and is about to fill it
+                os.rename(dest / "sub", dest / "moved")
+                os.symlink(str(outside), dest / "sub")
+            return super().listdir(rel)
+
+    copy_up(Racing([str(layer)], description="image"), "/data", str(dest))
+    assert os.listdir(outside) == []
+    assert os.listdir(dest / "moved") == ["payload"]

@@ -27,7 +27,6 @@ import csv
 import os
 import posixpath
 import re
-import stat
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Sequence
 
@@ -457,6 +456,7 @@ def resolve_mounts(requests: Sequence[MountRequest], image_volumes: Iterable[str
 
 def _resolve(wanted: list[MountRequest], volumes, rootfs_view) -> ResolvedMounts:
     from ..sandbox.spec import BindMount, TmpfsMount
+    from .copyup import check_not_file, copy_up
 
     binds, tmpfs, names, anonymous, points = [], [], [], [], []
     try:
@@ -481,9 +481,9 @@ def _resolve(wanted: list[MountRequest], volumes, rootfs_view) -> ResolvedMounts
                 if not request.source:
                     anonymous.append(volume.name)
                 if request.copy_data and rootfs_view is not None:
-                    copy_up(rootfs_view, request.target, volume.mountpoint, volume_dir=volumes.path(volume.name))
+                    copy_up(rootfs_view, request.target, volume.mountpoint, lock_dir=volumes.path(volume.name))
                 elif rootfs_view is not None:
-                    _check_not_file(rootfs_view, request.target)
+                    check_not_file(rootfs_view, request.target)
                 names.append(volume.name)
                 binds.append(BindMount(volume.mountpoint, request.target, readonly=request.readonly))
                 points.append(MountPoint("volume", request.target, source=volume.mountpoint, name=volume.name,
@@ -499,100 +499,5 @@ def _resolve(wanted: list[MountRequest], volumes, rootfs_view) -> ResolvedMounts
                           tuple(sorted(points, key=lambda p: p.destination)))
 
 
-# --- copy-up ---------------------------------------------------------------------------------------
-def _image_dir(tree, target: str):
-    """(path in the tree, stat) of what the image has at ``target`` (symlinks resolved inside the
-    tree, as the mount will be); None when nothing is there."""
-    from ..build.sources import resolve
-
-    rel = resolve(tree, target.strip("/"))
-    try:
-        return rel, tree.lstat(rel)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-
-
-def _check_not_file(tree, target: str) -> None:
-    found = _image_dir(tree, target)
-    if found and not stat.S_ISDIR(found[1].st_mode):
-        raise MountError(f"cannot mount volume over existing file, file exists {target}")
-
-
-def copy_up(tree, target: str, dest: str, *, volume_dir: str | None = None) -> bool:
-    """Fill the empty directory ``dest`` with the image's content at ``target``; False if there was
-    nothing to do (``dest`` not empty, or nothing in the image there). ``volume_dir``: a directory
-    to lock so that two containers created at once do not both copy."""
-    import fcntl
-
-    found = _image_dir(tree, target)
-    if found is None:
-        return False
-    rel, st = found
-    if not stat.S_ISDIR(st.st_mode):
-        raise MountError(f"cannot mount volume over existing file, file exists {target}")
-    fd = os.open(volume_dir or dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        if os.listdir(dest):
-            return False
-        _Copier(tree).children(rel, dest)
-        os.chown(dest, st.st_uid, st.st_gid)
-        os.chmod(dest, stat.S_IMODE(st.st_mode))
-    finally:
-        os.close(fd)
-    return True
-
-
-class _Copier:
-    """A tree's entries into a host directory, as ``tar c | tar x`` would keep them."""
-
-    def __init__(self, tree):
-        self.tree = tree
-        self.inodes: dict[tuple[int, int], str] = {}
-
-    def children(self, rel: str, dest: str) -> None:
-        from ..build.sources import join
-
-        for name in self.tree.listdir(rel):
-            self.entry(join(rel, name), os.path.join(dest, name))
-
-    def entry(self, rel: str, path: str) -> None:
-        from ..build.copyops import copy_file
-
-        tree = self.tree
-        st = tree.lstat(rel)
-        kind = stat.S_IFMT(st.st_mode)
-        if kind == stat.S_IFDIR:
-            os.mkdir(path, 0o700)
-            self.children(rel, path)
-        elif kind == stat.S_IFREG:
-            host = tree.host_path(rel)
-            if st.st_nlink > 1:
-                key = (st.st_dev, st.st_ino)
-                first = self.inodes.get(key)
-                if first is not None:
-                    os.link(first, path)
-                    return
-                self.inodes[key] = path
-            copy_file(host, path, st.st_size, None, st.st_blocks)
-        elif kind == stat.S_IFLNK:
-            os.symlink(tree.readlink(rel), path)
-        elif kind in (stat.S_IFCHR, stat.S_IFBLK):
-            os.mknod(path, kind | 0o600, st.st_rdev)
-        elif kind == stat.S_IFIFO:
-            os.mkfifo(path, 0o600)
-        else:
-            return                                            # sockets are not copied (tar skips them)
-        os.lchown(path, st.st_uid, st.st_gid)
-        if kind != stat.S_IFLNK:
-            os.chmod(path, stat.S_IMODE(st.st_mode))
-        for name, value in tree.xattrs(rel).items():
-            try:
-                os.setxattr(path, name, value, follow_symlinks=False)
-            except OSError:
-                pass                                          # docker's archiver goes on, too
-        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-
-
 __all__ = ["MountRequest", "MountError", "MountPoint", "ResolvedMounts", "parse_volume", "parse_mount",
-           "parse_tmpfs", "parse_size", "check_duplicates", "resolve_mounts", "copy_up"]
+           "parse_tmpfs", "parse_size", "check_duplicates", "resolve_mounts"]

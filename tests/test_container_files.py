@@ -293,3 +293,31 @@ def test_commit_makes_the_upper_dir_a_layer(image, view):
     assert len(load_config(store, empty).diff_ids) == len(base.diff_ids) + 1
     with pytest.raises(Exception, match="not a valid change command"):
         commit(store, view, image_id, changes=("RUN true",))
+
+
+def test_commit_pauses_a_running_container_in_its_freezer_cgroup(image, running, monkeypatch):
+    """docker commit --pause: the container's own freezer cgroup is frozen while its layer is copied."""
+    from builder.runtime import files
+
+    store, image_id, _ = image
+    ours = next(line.split(":", 2)[2] for line in Path("/proc/self/cgroup").read_text().splitlines()
+                if line.split(":")[1] == "freezer")
+    parent = "/sys/fs/cgroup/freezer" + ours.rstrip("/")
+    group = os.path.join(parent, f"pybuild-test-{random.randint(10 ** 6, 10 ** 7)}")
+    os.mkdir(group)
+    seen = []
+    real_copy = files._copy_tree
+    monkeypatch.setattr(files, "_copy_tree",
+                        lambda src, dst: (seen.append(Path(group, "freezer.state").read_text().strip()),
+                                          real_copy(src, dst)))
+    try:
+        Path(group, "cgroup.procs").write_text(str(running.pid))
+        new_id = commit(store, running, image_id, message="paused")
+        assert seen == ["FROZEN"] and Path(group, "freezer.state").read_text().strip() == "THAWED"
+        commit(store, running, image_id, pause=False)
+        assert seen == ["FROZEN", "THAWED"]
+        assert load_config(store, new_id).history[-1].comment == "paused"
+    finally:
+        Path(parent, "cgroup.procs").write_text(str(running.pid))
+        Path(group, "freezer.state").write_text("THAWED")
+        os.rmdir(group)

@@ -25,6 +25,7 @@ from builder.sandbox.enter import (
     process_start_time,
     run_in,
 )
+from builder.sandbox.spec import Ulimit
 from builder.sandbox.terminal import TerminalRelay
 
 PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -56,7 +57,8 @@ class Container:
         self.upper.mkdir()
         work.mkdir()
         self.spec = RunSpec(argv=("sleep", self.seconds), lower_dirs=(str(rootfs),), upper_dir=str(self.upper),
-                            work_dir=str(work), env=(PATH,), hostname="ctr-host", network="none")
+                            work_dir=str(work), env=(PATH,), hostname="ctr-host", network="none",
+                            ulimits=(Ulimit("nofile", 4321, 4321),))
         self.result = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -231,3 +233,19 @@ def test_interrupted_exec_leaves_nothing_running(container):
         run_in(container.pid1, EnterSpec(argv=("sh", "-c", f"echo go; exec sleep {marker}"), env=(PATH,)),
                on_output=on_output)
     assert wait_until(lambda: _find(f"sleep\0{marker}\0".encode()) is None)
+
+
+def test_exec_gets_the_containers_limits(container):
+    assert out(ex(container, "ulimit -n")) == "4321\n"
+
+
+def test_detached_exec_outlives_the_call(container):
+    marker = str(random.randint(100000, 999999))
+    result = ex(container, f"echo started > /tmp/detached; exec sleep {marker}", detach=True)
+    assert result.exit_code == 0 and result.stdout == b""
+    assert wait_until(lambda: _find(f"sleep\0{marker}\0".encode()) is not None)
+    assert (container.upper / "tmp" / "detached").read_text() == "started\n"
+    with pytest.raises(ExecError, match="executable file not found"):
+        ex(container, ("nosuch",), detach=True)
+    with pytest.raises(SandboxError, match="cannot have a terminal"):
+        EnterSpec(argv=("sh",), tty=True, detach=True)

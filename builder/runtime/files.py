@@ -235,7 +235,11 @@ def _tar_add(tar: tarfile.TarFile, path: str, arcname: str) -> None:
     if xattrs:
         info.pax_headers = {f"SCHILY.xattr.{k}": v for k, v in xattrs.items()}
     if info.isreg():
-        with open(path, "rb") as fh:
+        # Not following a symlink, not blocking on a fifo: the container may swap the file meanwhile.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ContainerError(f"{path} changed while it was being copied")
             tar.addfile(info, fh)
     else:
         tar.addfile(info)
@@ -769,41 +773,48 @@ def _copy_tree(src: str, dst: str) -> None:
 
 
 class _Paused:
-    """docker commit's pause: the container's freezer cgroup frozen while its layer is copied (only
-    when it has one of its own: freezing a cgroup we share would freeze us)."""
+    """docker commit's pause: the container's freezer cgroup (v1 ``freezer.state`` or v2
+    ``cgroup.freeze``) frozen while its layer is copied -- only a cgroup of its own: freezing one
+    that holds us (ours or an ancestor) would freeze this process too."""
 
     def __init__(self, pid: int | None):
-        self.state_file = None
+        self.files: list[tuple[str, str, str]] = []
         if pid is None:
             return
-        try:
-            from builder.sandbox.enter import cgroup_procs_files
+        from builder.sandbox.enter import cgroup_procs_files
 
-            theirs = {os.path.dirname(p) for p in cgroup_procs_files(pid) if "/freezer/" in p or p.startswith(
-                "/sys/fs/cgroup/freezer")}
-            ours = {os.path.dirname(p) for p in cgroup_procs_files(os.getpid())}
+        try:
+            theirs = [os.path.dirname(p) for p in cgroup_procs_files(pid)]
+            ours = [os.path.dirname(p) for p in cgroup_procs_files(os.getpid())]
         except OSError:
             return
-        for directory in theirs - ours:
+        for directory in theirs:
+            if any(mine == directory or mine.startswith(directory + "/") for mine in ours):
+                continue
             if os.path.exists(os.path.join(directory, "freezer.state")):
-                self.state_file = os.path.join(directory, "freezer.state")
+                self.files.append((os.path.join(directory, "freezer.state"), "FROZEN", "THAWED"))
+            elif os.path.exists(os.path.join(directory, "cgroup.freeze")):
+                self.files.append((os.path.join(directory, "cgroup.freeze"), "1", "0"))
 
     def __enter__(self):
-        if self.state_file:
-            with open(self.state_file, "w") as fh:
-                fh.write("FROZEN")
+        for path, frozen, _ in self.files:
+            with open(path, "w") as fh:
+                fh.write(frozen)
+        for path, frozen, _ in self.files:
+            state = path if path.endswith("freezer.state") else os.path.join(os.path.dirname(path), "cgroup.events")
+            want = "FROZEN" if frozen == "FROZEN" else "frozen 1"
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
-                with open(self.state_file) as fh:
-                    if fh.read().strip() == "FROZEN":
+                with open(state) as fh:
+                    if want in fh.read():
                         break
                 time.sleep(0.01)
         return self
 
     def __exit__(self, *exc):
-        if self.state_file:
-            with open(self.state_file, "w") as fh:
-                fh.write("THAWED")
+        for path, _, thawed in self.files:
+            with open(path, "w") as fh:
+                fh.write(thawed)
 
 
 def commit(store, view: ContainerFiles, image_id: str, *, changes=(), message: str = "", author: str = "",

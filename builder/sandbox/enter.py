@@ -52,7 +52,9 @@ class EnterSpec:
     ``caps`` is the capability mask the process keeps (Docker's default set unless the container was
     started with --cap-add/--cap-drop); ``privileged`` keeps every capability and turns seccomp off;
     ``seccomp`` loads Docker's default filter for ``caps``.  ``stdin``/``stdout``/``stderr`` take
-    ``RunSpec``'s modes; with ``tty`` they are ignored (the pty is all three)."""
+    ``RunSpec``'s modes; with ``tty`` they are ignored (the pty is all three).  ``detach``
+    (``exec -d``): ``run_in`` returns once the command runs (exit code 0), stdio on /dev/null, and
+    the command lives on in the container."""
 
     argv: tuple[str, ...]
     env: tuple[str, ...] = ()
@@ -66,6 +68,7 @@ class EnterSpec:
     caps: int = DEFAULT_MASK
     seccomp: bool = True
     no_new_privs: bool = False
+    detach: bool = False
 
     def __post_init__(self):
         for name in ("argv", "env"):
@@ -76,6 +79,8 @@ class EnterSpec:
         for item in self.env:
             if "=" not in item or item.startswith("=") or "\0" in item:
                 raise SandboxError(f"invalid environment entry {item!r}: want KEY=value")
+        if self.detach and self.tty:
+            raise SandboxError("a detached exec cannot have a terminal")
         if not self.cwd.startswith("/"):
             raise SandboxError(f"the working directory must be an absolute path: {self.cwd!r}")
         for what, value, allowed in (("stdin", self.stdin, STDIN_MODES), ("stdout", self.stdout, OUTPUT_MODES),
@@ -236,6 +241,8 @@ def run_in(pid: int, spec: EnterSpec, *, on_console=None, on_output=None, stdin_
         if spec.tty:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             stdin, stdout, stderr = subprocess.DEVNULL, subprocess.DEVNULL, None
+        elif spec.detach:
+            stdin = stdout = stderr = subprocess.DEVNULL
         else:
             stdin = {"null": subprocess.DEVNULL, "inherit": None, "pipe": subprocess.PIPE}[spec.stdin]
             stdout = {"inherit": None, "pipe": subprocess.PIPE}[spec.stdout]
@@ -286,6 +293,8 @@ def _result(streams, returncode: int, duration: float, result_type):
         if "error" in message:
             raise SandboxError(message["error"])
     for message in streams.messages:
+        if "started" in message:
+            return result_type(0, None, out, err, duration)
         if "exit" in message:
             return result_type(int(message["exit"]), None, out, err, duration)
         if "signal" in message:

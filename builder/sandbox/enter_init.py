@@ -65,11 +65,39 @@ def join_cgroups(procs_files) -> None:
                                f"{err.strerror or err}") from None
 
 
-def _child(spec: dict, sys_: Syscalls, status_fd: int, console_fd: int, top_cap: int, filt) -> None:
+def container_limits(pid: int) -> list[tuple[int, tuple[int, int]]]:
+    """The resource limits of the container's process: an exec gets the container's (its ulimits),
+    not the caller's."""
+    import resource
+
+    out = []
+    for name in sorted(n for n in dir(resource) if n.startswith("RLIMIT_")):
+        number = getattr(resource, name)
+        try:
+            out.append((number, resource.prlimit(pid, number)))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def _set_limits(limits) -> None:
+    import resource
+
+    for number, value in limits:
+        try:
+            resource.setrlimit(number, value)
+        except (OSError, ValueError):
+            pass
+
+
+def _child(spec: dict, sys_: Syscalls, status_fd: int, console_fd: int, top_cap: int, filt, limits=()) -> None:
     """In the container's namespaces: terminal, user, env, security profile, then exec."""
     try:
         try:
-            sys_.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            if spec.get("detach"):
+                os.setsid()                     # outlives us: its own session, no parent-death signal
+            else:
+                sys_.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
             os.umask(0o022)
             console = None
             if spec["tty"]:
@@ -100,6 +128,7 @@ def _child(spec: dict, sys_: Syscalls, status_fd: int, console_fd: int, top_cap:
         except OSError as err:
             raise SandboxError(f"failed to set up the exec process: {err.strerror or err}") from None
         prepared = Prepared(tuple(spec["argv"]), env, spec["cwd"], user, console.slave if console else -1)
+        _set_limits(limits)
         exec_command(prepared, sys_)
     except SandboxError as err:
         status.send(status_fd, exec_error=err.message)
@@ -137,6 +166,7 @@ def main(argv: list[str] | None = None) -> None:
         sys_.load_libraries()
         top_cap = last_cap()
         filt = build_filter(spec["caps"]) if spec["seccomp"] and not spec["privileged"] else None
+        limits = container_limits(payload["pid"])
         join_cgroups(payload["cgroup_procs"])
         try:
             setns(pidfd, NAMESPACES)
@@ -152,12 +182,23 @@ def main(argv: list[str] | None = None) -> None:
     except BaseException as err:  # noqa: BLE001
         status.send(status_fd, error=f"exec setup failed: {type(err).__name__}: {err}")
         os._exit(SETUP_FAILED)
+    exec_r, exec_w = os.pipe()                  # close-on-exec: EOF once the command runs (or failed)
     child = os.fork()
     if child == 0:
-        _child(spec, sys_, status_fd, console_fd, top_cap, filt)
+        os.close(exec_r)
+        _child(spec, sys_, status_fd, console_fd, top_cap, filt, limits)
+    os.close(exec_w)
     if console_fd >= 0:
         os.close(console_fd)
     status.send(status_fd, init_pid=child)
+    if spec.get("detach"):
+        os.read(exec_r, 1)
+        done, wait_status = os.waitpid(child, os.WNOHANG)
+        if done:                                # it failed before the exec: it said why
+            os._exit(EXEC_FAILED)
+        status.send(status_fd, started=child)
+        os._exit(0)
+    os.close(exec_r)
     _forward_signals(child)
     _, wait_status = os.waitpid(child, 0)
     if os.WIFSIGNALED(wait_status):

@@ -100,7 +100,8 @@ def files_for(tmp_path: Path, name: str) -> dict:
 def in_container(endpoint: Endpoint, code: str) -> subprocess.Popen:
     """A stand-in container: a Python process in the endpoint's namespace, its hosts file bind-mounted at
     /etc/hosts in a private mount namespace (as the sandbox does)."""
-    script = f"mount --bind {shlex.quote(endpoint.hosts_path)} /etc/hosts && exec {sys.executable} -u -c {shlex.quote(code)}"
+    script = (f"mount --bind {shlex.quote(endpoint.hosts_path)} /etc/hosts && "
+              f"exec {sys.executable} -u -c {shlex.quote(code)}")
     return subprocess.Popen(["nsenter", f"--net={endpoint.netns}", "unshare", "-m", "sh", "-c", script],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -45,12 +45,14 @@ def _matches(network, filters: list[tuple[str, str]]) -> bool:
     by_key: dict[str, list[str]] = {}
     for key, value in filters:
         by_key.setdefault(key, []).append(value)
+    def label(value: str) -> bool:
+        key, eq, wanted = value.partition("=")
+        return key in network.labels and (not eq or network.labels[key] == wanted)
+
     checks = {"name": lambda v: v in network.name, "id": lambda v: network.id.startswith(v),
               "driver": lambda v: v == network.driver,
               "type": lambda v: v == ("builtin" if network.builtin else "custom"),
-              "label": lambda v: (v.partition("=")[0] in network.labels and
-                                  (not v.partition("=")[1] or network.labels[v.partition("=")[0]] == v.partition("=")[2])),
-              "scope": lambda v: v == "local"}
+              "label": label, "scope": lambda v: v == "local"}
     return all(any(checks[key](v) for v in values) for key, values in by_key.items())
 
 

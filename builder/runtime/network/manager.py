@@ -65,8 +65,9 @@ def _now() -> str:
 class NetworkManager:
     """Networks of one store root (``<root>/networks/``); namespace files under ``run_dir``."""
 
-    def __init__(self, store_root, *, run_dir=None):
+    def __init__(self, store_root, *, run_dir=None, bridge_names: dict | None = None):
         self.root = Path(store_root)
+        self.bridge_names = bridge_names or {}
         self.state = NetworkState(self.root)
         digest = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:12]
         self.tag = digest                   # in every iptables comment: sweeps of other roots leave ours alone
@@ -220,6 +221,9 @@ class NetworkManager:
         """A throwaway namespace on the build bridge with NAT to the outside, for one RUN step."""
         token = secrets.token_hex(8)
         with self.state.locked():
+            for stale in self.state.endpoints():       # of builders killed mid-RUN
+                if stale.owner_pid and not _pid_alive(stale.owner_pid):
+                    self._release(stale)
             network = self._get(BUILD_NETWORK)
             return self._attach(network, f"build-{token}", name="", aliases=(), hostname="", ports=(),
                                 hosts_path="", resolv_path="", extra_hosts=(), owner_pid=os.getpid(), veth_id=token)
@@ -253,6 +257,8 @@ class NetworkManager:
     def _builtin_bridge(self, name: str) -> str:
         """``pybr0`` / ``pybr-build`` for the default store root; other roots (tests) get bridges of their own
         names, so two roots in one network namespace never share a bridge (their address plans differ)."""
+        if name in self.bridge_names:
+            return self.bridge_names[name]
         if self.root.resolve() == Path(DEFAULT_ROOT):
             return DEFAULT_BRIDGE if name == "bridge" else BUILD_BRIDGE
         return ("pybr" if name == "bridge" else "pybrb") + self.tag[:10]
@@ -402,12 +408,7 @@ class NetworkManager:
                             ports=self._resolve_ports(ports))
         self.state.save_endpoint(endpoint)       # first: whatever is made next can be found and undone
         try:
-            system.create_netns(endpoint.netns)
-            system.ip_batch([f"link add {endpoint.veth} type veth peer name eth0 address {endpoint.mac} "
-                             f"netns {endpoint.netns}",
-                             f"link set {endpoint.veth} master {network.bridge} up"])
-            system.ip_batch(["link set lo up", f"addr add {endpoint.ip}/{prefix} dev eth0", "link set eth0 up",
-                             f"route add default via {network.gateway} dev eth0"], netns=endpoint.netns)
+            self._wire(endpoint, network)
             if endpoint.ports:
                 system.iptables_restore(firewall.port_rules(endpoint, f"{self.tag}:{container_id}"))
             if not network.resolves_names:
@@ -417,6 +418,33 @@ class NetworkManager:
             self._release(endpoint)
             raise
         return endpoint
+
+    @staticmethod
+    def _wire(endpoint: Endpoint, network: Network) -> None:
+        """Namespace, veth pair (eth0 inside, the host side on the bridge), addresses, routes: over netlink
+        sockets, no process spawned."""
+        from .netlink import Netlink
+
+        inside = system.create_netns(endpoint.netns, netlink=True)
+        try:
+            with Netlink() as host:
+                fd = os.open(endpoint.netns, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    host.add_veth(endpoint.veth, "eth0", peer_mac=bytes.fromhex(endpoint.mac.replace(":", "")),
+                                  peer_netns_fd=fd, master=host.index(network.bridge))
+                finally:
+                    os.close(fd)
+            inside.set_up(inside.index("lo"))
+            eth0 = inside.index("eth0")
+            subnet = ipaddress.ip_network(network.subnet)
+            inside.add_address(eth0, endpoint.ip, endpoint.prefix, str(subnet.broadcast_address))
+            inside.set_up(eth0)
+            inside.add_default_route(network.gateway, eth0)
+        except OSError as err:
+            raise NetworkError(f"cannot set up the network of {endpoint.container_id[:12]}: {err.strerror or err}") \
+                from None
+        finally:
+            inside.close()
 
     def _release(self, endpoint: Endpoint) -> None:
         """Unmounting the namespace file is enough for the links: the kernel then destroys the namespace
@@ -429,6 +457,11 @@ class NetworkManager:
         if not mounted and endpoint.veth and system.link_exists(endpoint.veth):
             system.ip_batch([f"link del {endpoint.veth}"], check=False)
         self.state.delete_endpoint(endpoint.container_id)
+        for directory in (self.netns_dir, self.run_dir):     # no empty directories left in /run
+            try:
+                directory.rmdir()
+            except OSError:
+                break
 
     def _refresh_hosts(self, network_id: str) -> None:
         """Rewrites the hosts file of every container on a user network: its own lines plus its peers'."""

@@ -25,7 +25,8 @@ def _port_range(text: str, what: str) -> tuple[int, int]:
 
 
 def parse_publish(spec: str) -> tuple[PortBinding, ...]:
-    """``[ip:][hostport[-end]:]ctrport[-end][/proto]`` -> one binding per container port (docker's nat.ParsePortSpec)."""
+    """``[ip:][hostport[-end]:]ctrport[-end][/proto]`` -> one binding per container port (docker's
+    nat.ParsePortSpec)."""
     rest, slash, proto = spec.rpartition("/") if "/" in spec else (spec, "", "tcp")
     proto = proto.lower() or "tcp"
     if proto not in PROTOCOLS:

@@ -1,8 +1,9 @@
 """The kernel side: network namespace files, ``ip -batch``, iptables-save/restore, sysctls.
 
 Few processes on purpose (every build RUN pays for a namespace): a namespace is made in-process (a
-thread unshares its network namespace and bind-mounts it on a file), links and addresses go through
-one ``ip -batch -`` per namespace, rules through one ``iptables-restore --noflush``.
+thread unshares its network namespace and bind-mounts it on a file) and wired over netlink
+(netlink.py); bridges (once per network) go through one ``ip -batch -``, rules through one
+``iptables-restore --noflush``.
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ def _in_thread(fn):
     return box.get("value")
 
 
-def create_netns(path: str) -> None:
-    """A new, empty network namespace kept alive by a bind mount on ``path`` (like ``ip netns add``)."""
+def create_netns(path: str, *, netlink: bool = False):
+    """A new, empty network namespace kept alive by a bind mount on ``path`` (like ``ip netns add``);
+    with ``netlink``, returns a ``Netlink`` socket of that namespace (to configure it from here)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     if os.path.exists(path):
         remove_netns(path)
@@ -64,9 +66,14 @@ def create_netns(path: str) -> None:
         if libc.mount(b"/proc/thread-self/ns/net", path.encode(), None, MS_BIND, None) != 0:
             err = ctypes.get_errno()
             raise NetworkError(f"cannot bind-mount a network namespace on {path}: {os.strerror(err)}")
+        if netlink:
+            from .netlink import Netlink
+
+            return Netlink()
+        return None
 
     try:
-        _in_thread(make)
+        return _in_thread(make)
     except BaseException:
         _unlink(path)
         raise
@@ -95,30 +102,11 @@ def is_netns_mount(path: str) -> bool:
         return False
 
 
-def in_netns(path: str, fn):
-    """Calls ``fn`` in a thread that joined the namespace of ``path`` (children it spawns are in there too)."""
-    def body():
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            if _lib().setns(fd, CLONE_NEWNET) != 0:
-                raise NetworkError(f"cannot enter network namespace {path}: {os.strerror(ctypes.get_errno())}")
-        finally:
-            os.close(fd)
-        return fn()
-
-    return _in_thread(body)
-
-
-def ip_batch(lines: list[str], *, netns: str = "", check: bool = True) -> str:
-    """Runs ``ip -batch -`` (in ``netns`` when given); a failure raises NetworkError with ip's message."""
+def ip_batch(lines: list[str], *, check: bool = True) -> str:
+    """Runs ``ip -batch -``; a failure raises NetworkError with ip's message."""
     if not lines:
         return ""
-    text = "\n".join(lines) + "\n"
-
-    def call():
-        return subprocess.run(["ip", "-batch", "-"], input=text, capture_output=True, text=True)
-
-    result = in_netns(netns, call) if netns else call()
+    result = subprocess.run(["ip", "-batch", "-"], input="\n".join(lines) + "\n", capture_output=True, text=True)
     if check and result.returncode != 0:
         raise NetworkError(f"ip failed: {result.stderr.strip() or result.stdout.strip()}")
     return result.stdout
@@ -130,10 +118,6 @@ def link_exists(name: str) -> bool:
         return True
     except OSError:
         return False
-
-
-def link_names() -> list[str]:
-    return [name for _, name in socket.if_nameindex()]
 
 
 def set_sysctl(key: str, value: str) -> None:
@@ -168,5 +152,5 @@ def iptables_restore(tables: dict[str, list[str]]) -> None:
         raise NetworkError(f"iptables-restore failed: {result.stderr.strip()}")
 
 
-__all__ = ["create_netns", "remove_netns", "in_netns", "ip_batch", "link_exists", "link_names", "set_sysctl",
+__all__ = ["create_netns", "remove_netns", "ip_batch", "link_exists", "set_sysctl",
            "iptables_save", "iptables_restore", "is_netns_mount"]

@@ -52,7 +52,7 @@ class StepEvent:
 class ExecOptions:
     no_cache: bool = False
     no_cache_filter: tuple = ()      # stage names whose steps must not use the cache
-    network: str = "host"
+    network: str = "default"         # RUN steps: default (own namespace + NAT, as BuildKit), host, none
     source_date_epoch: int | None = None
     on_event: Callable[[StepEvent], None] = field(default=lambda event: None)
     # set when another stage failed or the build was interrupted: stages stop at their next step
@@ -335,7 +335,7 @@ class StageExecutor:
         from .runmounts import MountError, bind_inputs
 
         with self._run_located(instruction):
-            if instruction.network == "host" and "network.host" not in self.options.allow:
+            if self._network(instruction) == "host" and "network.host" not in self.options.allow:
                 raise MountError("network.host is not allowed (pass --allow network.host to the build)")
             if instruction.security == "insecure" and "security.insecure" not in self.options.allow:
                 raise MountError("security.insecure is not allowed (pass --allow security.insecure to the build)")
@@ -367,9 +367,15 @@ class StageExecutor:
                                            store=self.store, secrets=self.options.secrets, ssh=self.options.ssh,
                                            stack=stack, cancelled=self.options.cancel.is_set)
                 network = self._network(step.instruction)
+                netns = ""
+                if network not in ("host", "none"):    # its own namespace on the build bridge, NAT to the outside
+                    from ..runtime.network import build_netns
+
+                    netns = stack.enter_context(build_netns(self.store.root))
                 spec = RunSpec(argv=tuple(step.argv), lower_dirs=self._lowers(config), upper_dir=upper, work_dir=work,
                                env=env + tuple(mounts.env), cwd=workdir, user=config.config.user,
-                               network="none" if network == "none" else "host", stdout="pipe", stderr="stdout",
+                               network="host" if network == "host" else "none", netns=netns,
+                               stdout="pipe", stderr="stdout",
                                binds=mounts.binds, tmpfs=mounts.tmpfs, overlays=mounts.overlays,
                                secrets=mounts.secrets, security=step.instruction.security or "sandbox",
                                extra_hosts=self.options.extra_hosts, ulimits=self.options.ulimits,

@@ -305,7 +305,7 @@ def _remember(store, request: BuildRequest, image_id: str, bases: dict, reads: l
     key = memo.request_key(dockerfile_path=request.filename,
                            dockerfile_digest=hashlib.sha256(request.dockerfile).hexdigest(),
                            context=request.context_dir, build_args=request.build_args, target=request.target,
-                           labels=request.labels, network="default" if options.network == "host" else options.network)
+                           labels=request.labels, network=options.network)
     try:
         memo.write_memo(str(store.root), key, image_id=image_id, bases=bases, reads=reads)
     except OSError:

@@ -80,7 +80,8 @@ class _Progress:
 @click.option("--build-arg", "build_args", multiple=True, metavar="K=V", help="Build-time variables.")
 @click.option("--label", "labels", multiple=True, metavar="K=V", help="Set metadata for the image.")
 @click.option("--network", type=click.Choice(["default", "host", "none"]), default="default",
-              help="Networking mode for RUN steps (default: the host's, for now).")
+              help="Networking mode for RUN steps (default: an isolated network with NAT to the outside; "
+                   "host needs --allow network.host).")
 @click.option("--no-cache", is_flag=True, help="Do not use the build cache.")
 @click.option("--no-cache-filter", "no_cache_filter", multiple=True, help="Do not cache these stages.")
 @click.option("--target", default="", help="The stage to build.")
@@ -121,7 +122,7 @@ def build_command(ctx, context, tags, dockerfile, build_args, labels, network, n
         args["SOURCE_DATE_EPOCH"] = os.environ["SOURCE_DATE_EPOCH"]  # as buildx does: the env var is a build arg
     label_map = dict(item.partition("=")[::2] for item in labels)
     options = ExecOptions(no_cache=no_cache, no_cache_filter=tuple(no_cache_filter),
-                          network="host" if network == "default" else network,
+                          network=network,
                           source_date_epoch=source_date_epoch({k: v for k, v in args.items() if v}),
                           on_event=_Progress(progress, quiet), **run_options(**run_flags))
     request = BuildRequest(data, path, source.root,

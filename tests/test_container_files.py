@@ -24,10 +24,12 @@ from builder.images.service import load_config
 from builder.runtime.errors import ContainerError
 from builder.runtime.files import (
     ContainerFiles,
+    CopyInfo,
     commit,
     copy_in,
     copy_out,
     export,
+    prepare_copy,
     preserve_trailing,
     rebaser,
     split_dir_entry,
@@ -131,6 +133,28 @@ def test_go_path_helpers():
     assert preserve_trailing("/a/b", "a/b/") == "/a/b/"
     assert rebaser(".", "x")("./f") == "x/f" and rebaser("src", "dst")("src/f") == "dst/f"
     assert rebaser("src", "dst")("srcx/f") == "srcx/f"
+
+
+@pytest.mark.parametrize(("src", "dst", "want"), [
+    (CopyInfo("/h/dir", True, True), CopyInfo("/c/d", True, True), ("/c/d", None)),          # into: nested
+    (CopyInfo("/h/dir", True, True), CopyInfo("/c/new"), ("/c", ("dir/x", "new/x"))),        # renamed
+    (CopyInfo("/h/dir/.", True, True), CopyInfo("/c/new"), ("/c", ("./x", "new/x"))),
+    (CopyInfo("/h/f", True, False), CopyInfo("/c/g", True, False), ("/c", ("f", "g"))),       # over a file
+    (CopyInfo("/h/f", True, False, "link"), CopyInfo("/c/g"), ("/c", ("link", "g"))),         # -L rebased
+    (CopyInfo("/h/dir", True, True), CopyInfo("/c/g", True, False), "cannot copy directory"),
+    (CopyInfo("/h/f", True, False), CopyInfo("/c/g/"), "no such directory"),
+    (CopyInfo("/h/f", True, False), CopyInfo("/c/g/."), "no such directory"),
+])
+def test_prepare_copy_is_docker_s(src, dst, want):
+    if isinstance(want, str):
+        with pytest.raises(ContainerError, match=want):
+            prepare_copy(src, dst)
+        return
+    directory, rename = prepare_copy(src, dst)
+    assert directory == want[0]
+    assert (rename is None) == (want[1] is None)
+    if rename is not None:
+        assert rename(want[1][0]) == want[1][1]
 
 
 def test_copy_in_follows_docker_cp_rules(view, source):
@@ -289,8 +313,10 @@ def test_commit_makes_the_upper_dir_a_layer(image, view):
         names = {m.name: m for m in tar}
     assert set(names) == {"data", "data/.wh..wh..opq", "data/f", "etc", "etc/.wh.group"}
     assert os.path.exists(f"{view.upper_dir}/data/f")            # the container keeps its layer
-    empty = commit(store, ContainerFiles(view.lower_dirs, str(view.work_dir), view.work_dir), image_id)
-    assert len(load_config(store, empty).diff_ids) == len(base.diff_ids) + 1
+    empty = load_config(store, commit(store, ContainerFiles(view.lower_dirs, view.work_dir, view.work_dir),
+                                      image_id, container_config=ContainerConfig(cmd=("sh", "-c", "true"))))
+    assert empty.diff_ids == base.diff_ids and empty.author == ""        # docker: no layer, empty_layer entry
+    assert (empty.history[-1].empty_layer, empty.history[-1].created_by) == (True, "sh -c true")
     with pytest.raises(Exception, match="not a valid change command"):
         commit(store, view, image_id, changes=("RUN true",))
 

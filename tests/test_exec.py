@@ -249,3 +249,23 @@ def test_detached_exec_outlives_the_call(container):
         ex(container, ("nosuch",), detach=True)
     with pytest.raises(SandboxError, match="cannot have a terminal"):
         EnterSpec(argv=("sh",), tty=True, detach=True)
+
+
+def test_cgroup_files_follow_each_hierarchy_s_mount(tmp_path):
+    """A v1 mount may show a subtree (its root field): paths are taken relative to it; cgroup2 is the
+    ``0::`` line; name=systemd and co-mounted controllers match their mount's options."""
+    proc = tmp_path / "proc"
+    (proc / "42").mkdir(parents=True)
+    (proc / "self").mkdir()
+    (proc / "42" / "cgroup").write_text(
+        "9:name=systemd:/\n5:cpu,cpuacct:/pybuild/c1\n4:memory:/process_api/ab/pybuild/c1\n0::/pybuild/c1\n")
+    (proc / "self" / "mountinfo").write_text(
+        "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n"
+        "32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct\n"
+        "35 31 0:32 /process_api/ab /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
+        "40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd\n"
+        "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n"
+        "50 23 0:40 / /other/cgroup rw - cgroup cgroup rw,pids\n")
+    assert cgroup_procs_files(42, proc=str(proc)) == (
+        "/sys/fs/cgroup/systemd/cgroup.procs", "/sys/fs/cgroup/cpu,cpuacct/pybuild/c1/cgroup.procs",
+        "/sys/fs/cgroup/memory/pybuild/c1/cgroup.procs", "/sys/fs/cgroup/unified/pybuild/c1/cgroup.procs")

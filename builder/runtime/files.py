@@ -818,13 +818,16 @@ class _Paused:
 
 
 def commit(store, view: ContainerFiles, image_id: str, *, changes=(), message: str = "", author: str = "",
-           pause: bool = True, container_config=None, created_by: str = "") -> str:
+           pause: bool = True, container_config=None, created_by: str | None = None) -> str:
     """``docker commit``: the container's writable layer as one new layer on top of ``image_id``.
 
     The config is ``container_config`` (the container's, as it was created; default: the image's)
     edited by ``changes`` (Dockerfile instructions: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD,
-    USER, VOLUME, WORKDIR); the history gains an entry with ``created_by`` (the container's command),
-    ``message`` and ``author``.  Returns the new image id.
+    USER, VOLUME, WORKDIR).  As docker's: the history gains an entry with ``created_by`` (default:
+    the container's CMD joined by spaces), ``message`` and ``author``; the image's author is
+    ``author``; an unchanged container adds no layer (the entry is then an empty_layer one).
+    ``pause`` freezes the container's own freezer cgroup while its layer is copied.
+    Returns the new image id.
     """
     from dataclasses import replace
 
@@ -835,6 +838,8 @@ def commit(store, view: ContainerFiles, image_id: str, *, changes=(), message: s
 
     instructions = parse_changes(list(changes))         # bad --change values fail before any work
     base = load_config(store, image_id)
+    container = container_config if container_config is not None else base.config
+    config = apply_changes(container, instructions)
     tmp = str(store.prepare_snapshot())
     try:
         with _Paused(view.pid if pause else None):
@@ -842,13 +847,14 @@ def commit(store, view: ContainerFiles, image_id: str, *, changes=(), message: s
     except BaseException:
         store.abort_snapshot(tmp)
         raise
-    diff_id = commit_directory(store, tmp, allow_empty=True)
+    diff_id = commit_directory(store, tmp)
+    diff_ids = (*base.diff_ids, diff_id) if diff_id else tuple(base.diff_ids)
     created = format_timestamp(time.time_ns())
-    config = apply_changes(container_config if container_config is not None else base.config, instructions)
-    history = History(created=created, created_by=created_by, author=author, comment=message)
-    image = replace(base, created=created, author=author or base.author, config=config,
-                    rootfs=RootFS(diff_ids=(*base.diff_ids, diff_id)), history=(*base.history, history))
-    return store_config(store, image, (*base.diff_ids, diff_id), meta={"source": "commit"})
+    history = History(created=created, created_by=" ".join(container.cmd) if created_by is None else created_by,
+                      author=author, comment=message, empty_layer=diff_id is None)
+    image = replace(base, created=created, author=author, config=config, rootfs=RootFS(diff_ids=diff_ids),
+                    history=(*base.history, history))
+    return store_config(store, image, diff_ids, meta={"source": "commit"})
 
 
 __all__ = [

@@ -82,7 +82,7 @@ class EnterSpec:
         if self.detach and self.tty:
             raise SandboxError("a detached exec cannot have a terminal")
         if not self.cwd.startswith("/"):
-            raise SandboxError(f"the working directory must be an absolute path: {self.cwd!r}")
+            raise SandboxError(f"the working directory '{self.cwd}' is invalid, it needs to be an absolute path")
         for what, value, allowed in (("stdin", self.stdin, STDIN_MODES), ("stdout", self.stdout, OUTPUT_MODES),
                                      ("stderr", self.stderr, STDERR_MODES)):
             if value not in allowed:

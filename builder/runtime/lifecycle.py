@@ -55,15 +55,17 @@ def _sweep(root, live: set[str], existing: set[str]) -> None:
         NetworkManager = None
     if NetworkManager is not None:
         try:
-            NetworkManager(root).sweep(live)
+            NetworkManager(root).sweep(existing)
         except Exception:  # noqa: BLE001 - a sweep failure must not block the user's command
             pass
     try:
         from ..sandbox.cgroups import sweep
     except ImportError:
         return
+    from .runspec import cgroup_name, store_tag
+
     try:
-        sweep({cid[:12] for cid in live})
+        sweep({cgroup_name(root, cid) for cid in existing}, prefix=store_tag(root) + "-")
     except Exception:  # noqa: BLE001
         pass
 

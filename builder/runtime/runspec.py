@@ -28,6 +28,17 @@ def find_init() -> str:
     raise ContainerError('exec: "docker-init": executable file not found in $PATH (install tini for --init)')
 
 
+def store_tag(root) -> str:
+    """8 hex digits naming this store among others on the host (cgroup names carry it)."""
+    import hashlib
+
+    return hashlib.sha256(os.path.realpath(os.fspath(root)).encode()).hexdigest()[:8]
+
+
+def cgroup_name(root, container_id: str) -> str:
+    return f"{store_tag(root)}-{container_id[:12]}"
+
+
 def lower_dirs(root, config: ContainerConfig) -> tuple[str, ...]:
     from cache import Store
 
@@ -87,13 +98,13 @@ def prepare_start(root, container_id: str) -> dict:
             store.update_state(container_id, network=endpoint.to_inspect())
         else:
             store.update_state(container_id, network={})
-        if config.memory or config.cpus or config.pids_limit or config.cpu_shares or config.memory_swap:
+        if True:                        # every container has a cgroup of its own (stats, cleanup, cgroup ns)
             from ..sandbox.cgroups import Cgroup, Limits
 
-            cgroup = Cgroup.create(container_id[:12], Limits(memory=config.memory, memory_swap=config.memory_swap,
+            cgroup = Cgroup.create(cgroup_name(root, container_id), Limits(memory=config.memory, memory_swap=config.memory_swap,
                                                               cpus=config.cpus, cpu_shares=config.cpu_shares,
                                                               pids=config.pids_limit))
-            start["cgroup"] = container_id[:12]
+            start["cgroup"] = cgroup.name
             cgroup_procs = tuple(cgroup.procs_files)
         spec = RunSpec(
             argv=argv, lower_dirs=lower_dirs(root, config), upper_dir=os.path.join(directory, "upper"),

@@ -43,6 +43,8 @@ class Prepared:
     console_slave: int = -1       # a tty run: the pty slave the command attaches to (``console.attach``)
     insecure_caps: int = 0        # --security=insecure: every capability we hold, kept across the uid change
     no_new_privs: bool = False
+    cap_keep: int = -1            # >= 0: the capability set still to apply, after the user switch (containers)
+    cap_top: int = 0
 
 
 def build_env(env: tuple[str, ...], home: str) -> tuple[str, ...]:
@@ -105,6 +107,7 @@ def prepare(plan: SandboxPlan, sys, host: HostView | None = None,
     env = build_env(spec.env + secret_env(spec, secret_values or {}), user.home)
     set_ulimits(spec.ulimits)
     insecure_caps = 0
+    cap_keep = -1
     try:
         if spec.security == "insecure":     # BuildKit's insecure mode: every capability, no seccomp filter
             insecure_caps = sys.capget()[1]
@@ -113,11 +116,14 @@ def prepare(plan: SandboxPlan, sys, host: HostView | None = None,
             keep = capability_set(spec.cap_add, spec.cap_drop, top_cap)
             if spec.seccomp:
                 sys.seccomp_load(build_filter(keep))
-            restrict_capabilities(sys, keep, top_cap)
+            if spec.pid1_command:
+                cap_keep = keep         # pid 1 becomes the command: cut after the user switch, as runc does
+            else:
+                restrict_capabilities(sys, keep, top_cap)
     except OSError as err:
         raise SandboxError(f"failed to apply the security profile: {err.strerror or err}") from None
     return Prepared(spec.argv, env, spec.cwd, user, console.slave if console else -1, insecure_caps,
-                    spec.no_new_privs), console
+                    spec.no_new_privs, cap_keep, top_cap), console
 
 
 def set_ulimits(ulimits) -> None:
@@ -201,11 +207,18 @@ def exec_command(prepared: Prepared, sys) -> None:
         raise SandboxError(f"unable to start container process: failed to set up the terminal: "
                            f"{err.strerror}") from None
     try:
+        if prepared.cap_keep >= 0:        # caps are cut after the switch (runc's order): keep them across it
+            sys.prctl(PR_SET_KEEPCAPS, 1)
         sys.setgroups(user.groups)
         sys.setresgid(user.gid, user.gid, user.gid)
         if prepared.insecure_caps:
             sys.prctl(PR_SET_KEEPCAPS, 1)
         sys.setresuid(user.uid, user.uid, user.uid)
+        if prepared.cap_keep >= 0:
+            permitted = sys.capget()[1]
+            sys.capset(permitted, permitted, 0)     # the uid change emptied the effective set
+            restrict_capabilities(sys, prepared.cap_keep, prepared.cap_top)
+            sys.prctl(PR_SET_KEEPCAPS, 0)
         if prepared.insecure_caps:
             keep_all_capabilities(sys, prepared.insecure_caps)
     except OSError as err:

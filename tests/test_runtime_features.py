@@ -1,0 +1,134 @@
+"""Container features through the CLI: exec, HEALTHCHECK, volumes, restart policies, security flags."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from runtime_helpers import cli, cli_ok, on_terminal, state, wait_for
+
+NONE = ("--network", "none")
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory, busybox_tar) -> Path:
+    import subprocess
+
+    root = tmp_path_factory.mktemp("runtime-features") / "root"
+    cli_ok(root, "import", str(busybox_tar), "busybox:latest", "--change", 'CMD ["sh"]')
+    yield root
+    for cid in cli_ok(root, "ps", "-a", "-q", "--no-trunc").split():
+        cli(root, "rm", "-f", "-v", cid)
+    subprocess.run(["pkill", "-9", "-f", f"builder.runtime.monitor.*{root}"], check=False)
+
+
+def test_exec_runs_in_the_containers_namespaces_with_its_user_env_and_terminal(root):
+    cli_ok(root, "run", "-d", *NONE, "--name", "ex", "-e", "GREETING=hi", "-w", "/tmp", "busybox", "sleep", "1000")
+    out = cli_ok(root, "exec", "ex", "sh", "-c", "echo $GREETING $(pwd) $(hostname); cat /proc/1/comm; id -u")
+    cid = json.loads(cli_ok(root, "inspect", "ex"))[0]["Id"]
+    assert out == f"hi /tmp {cid[:12]}\nsleep\n0\n"
+    assert cli_ok(root, "exec", "-u", "65534", "-e", "X=1", "ex", "sh", "-c", "id -u; echo $X") == "65534\n1\n"
+    assert cli_ok(root, "exec", "-i", "ex", "cat", input=b"piped\n") == "piped\n"
+    cli_ok(root, "exec", "ex", "sh", "-c", "echo from-exec > /tmp/mark")
+    assert cli(root, "exec", "ex", "sh", "-c", "exit 4").returncode == 4
+    missing = cli(root, "exec", "ex", "nosuch")
+    assert missing.returncode == 127 and 'exec: "nosuch": executable file not found in $PATH' in missing.stderr.decode()
+    out, code = on_terminal(root, ["exec", "-it", "ex", "sh"], b"tty; cat /tmp/mark; exit 6\n")
+    assert code == 6 and "/dev/pts/" in out and "from-exec" in out, out
+    cli_ok(root, "stop", "-t", "0", "ex")
+    stopped = cli(root, "exec", "ex", "true")
+    assert stopped.returncode == 1 and "is not running" in stopped.stderr.decode()
+    cli_ok(root, "rm", "ex")
+
+
+def test_healthcheck_goes_starting_unhealthy_healthy_in_ps_and_inspect(root):
+    cli_ok(root, "run", "-d", *NONE, "--name", "doc", "--health-cmd", "test -e /ok", "--health-interval", "200ms",
+           "--health-retries", "2", "busybox", "sleep", "1000")
+    status = lambda: cli_ok(root, "ps", "--filter", "name=doc", "--format", "{{.Status}}").strip()  # noqa: E731
+    wait_for(lambda: status().endswith("(unhealthy)"), what="unhealthy")
+    health = json.loads(cli_ok(root, "inspect", "-f", "{{json .State.Health}}", "doc"))
+    assert health["Status"] == "unhealthy" and health["FailingStreak"] >= 2 and health["Log"][-1]["ExitCode"] == 1
+    cli_ok(root, "exec", "doc", "touch", "/ok")
+    wait_for(lambda: status().endswith("(healthy)"), what="healthy")
+    assert cli_ok(root, "ps", "-q", "--filter", "health=healthy").strip()
+    cli_ok(root, "rm", "-f", "doc")
+
+
+def test_healthcheck_from_the_image(root, tmp_path):
+    (tmp_path / "Dockerfile").write_text(
+        "FROM busybox\nHEALTHCHECK --interval=200ms --timeout=2s CMD echo ok-probe\nCMD [\"sleep\", \"1000\"]\n")
+    cli_ok(root, "build", "-q", "-t", "probed:1", str(tmp_path))
+    cli_ok(root, "run", "-d", *NONE, "--name", "probed", "probed:1")
+    wait_for(lambda: "(healthy)" in cli_ok(root, "ps", "--filter", "name=probed"), what="healthy")
+    health = json.loads(cli_ok(root, "inspect", "-f", "{{json .State.Health}}", "probed"))
+    assert health["Log"][-1]["Output"] == "ok-probe\n"
+    cli_ok(root, "rm", "-f", "probed")
+
+
+def test_named_and_anonymous_volumes_outlive_their_containers(root, tmp_path):
+    cli_ok(root, "run", "--rm", *NONE, "-v", "keep:/data", "busybox", "sh", "-c", "echo saved > /data/f")
+    assert cli_ok(root, "run", "--rm", *NONE, "-v", "keep:/data:ro", "busybox", "cat", "/data/f") == "saved\n"
+    ro = cli(root, "run", "--rm", *NONE, "-v", "keep:/data:ro", "busybox", "touch", "/data/x")
+    assert ro.returncode == 1 and "Read-only file system" in ro.stderr.decode()
+    cli_ok(root, "run", *NONE, "--name", "user", "-v", "keep:/data", "busybox", "true")
+    in_use = cli(root, "volume", "rm", "keep")
+    assert in_use.returncode == 1 and "volume is in use" in in_use.stderr.decode()
+    cli_ok(root, "rm", "user")
+    # an image VOLUME gets an anonymous volume, filled from the image; rm -v removes it
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN mkdir /state && echo seeded > /state/s\nVOLUME /state\n")
+    cli_ok(root, "build", "-q", "-t", "vol:1", str(tmp_path))
+    cli_ok(root, "run", *NONE, "--name", "anon", "vol:1", "sh", "-c", "cat /state/s; echo more >> /state/s")
+    doc = json.loads(cli_ok(root, "inspect", "anon"))[0]
+    (mount,) = doc["Mounts"]
+    assert mount["Type"] == "volume" and mount["Destination"] == "/state" and len(mount["Name"]) == 64
+    assert Path(mount["Source"], "s").read_text() == "seeded\nmore\n"
+    assert mount["Name"] in cli_ok(root, "volume", "ls", "-q").split()
+    cli_ok(root, "rm", "-v", "anon")
+    assert mount["Name"] not in cli_ok(root, "volume", "ls", "-q").split()
+    # binds and tmpfs
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "h").write_text("from-host\n")
+    out = cli_ok(root, "run", "--rm", *NONE, "-v", f"{host}:/h", "--tmpfs", "/scratch:size=1m", "busybox", "sh", "-c",
+                 "cat /h/h; echo back > /h/b; grep /scratch /proc/mounts | cut -d' ' -f3")
+    assert out == "from-host\ntmpfs\n" and (host / "b").read_text() == "back\n"
+    cli_ok(root, "volume", "rm", "keep")
+
+
+def test_restart_policy_on_failure_counts_and_always_restarts(root):
+    cid = cli_ok(root, "run", "-d", *NONE, "--restart", "on-failure:2", "busybox", "sh", "-c",
+                 "echo run >> /runs; exit 3").strip()
+    assert cli_ok(root, "wait", cid, timeout=30) == "3\n"
+    wait_for(lambda: state(root, cid)["status"] == "exited" and state(root, cid)["restart_count"] == 2,
+             what="two restarts")
+    assert cli_ok(root, "inspect", "-f", "{{.RestartCount}}", cid) == "2\n"
+    cli_ok(root, "rm", cid)
+    cid = cli_ok(root, "run", "-d", *NONE, "--restart", "always", "busybox", "sh", "-c", "sleep 0.1").strip()
+    wait_for(lambda: state(root, cid)["restart_count"] >= 2, what="restarts by policy")
+    cli_ok(root, "stop", cid)                          # a user stop is final
+    time.sleep(0.5)
+    assert state(root, cid)["status"] == "exited"
+    cli_ok(root, "rm", cid)
+
+
+def test_security_flags(root):
+    caps = lambda *flags: cli_ok(root, "run", "--rm", *NONE, *flags, "busybox", "sh", "-c",  # noqa: E731
+                                 "grep CapEff /proc/self/status").split()[1]
+    assert caps() == "00000000a80425fb"                              # docker's default set
+    assert caps("--cap-drop", "ALL") == "0000000000000000"
+    assert caps("--cap-add", "NET_ADMIN") == "00000000a80435fb"
+    assert int(caps("--privileged"), 16) > 0xa80425fb
+    nnp = lambda *flags: cli_ok(root, "run", "--rm", *NONE, *flags, "busybox", "sh", "-c",  # noqa: E731
+                                "grep NoNewPrivs /proc/self/status").split()[1]
+    assert nnp() == "0" and nnp("--security-opt", "no-new-privileges") == "1"
+    ro = cli(root, "run", "--rm", *NONE, "--read-only", "busybox", "touch", "/x")
+    assert ro.returncode == 1 and "Read-only file system" in ro.stderr.decode()
+    masked = cli_ok(root, "run", "--rm", *NONE, "busybox", "sh", "-c",
+                    "wc -c < /proc/timer_list; grep -c . /proc/keys; cat /proc/1/cgroup")
+    lines = masked.splitlines()
+    assert lines[:2] == ["0", "0"] and all(line.endswith(":/") for line in lines[2:]), lines   # cgroup namespace
+    assert cli_ok(root, "run", "--rm", *NONE, "--hostname", "box1", "busybox", "sh", "-c",
+                  "hostname; cat /etc/hostname") == "box1\nbox1\n"

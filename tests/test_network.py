@@ -186,9 +186,12 @@ def test_two_containers_talk_by_name_and_a_published_port_answers_on_localhost(n
 
 
 def test_publish_all_picks_free_ports_on_every_address(net, tmp_path):
-    web = net.connect(cid(3), "bridge", name="web", ports=(PortBinding(8000), PortBinding(8000, "udp")),
+    web = net.connect(cid(3), "bridge", name="web", publish_all=True, exposed=("8000/tcp", "8000/udp"),
                       **files_for(tmp_path, "web"))
     tcp, udp = web.ports
+    assert web.to_inspect()["Ports"] == {"8000/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(tcp.host_port)}],
+                                         "8000/udp": [{"HostIp": "0.0.0.0", "HostPort": str(udp.host_port)}]}
+    assert web.to_inspect()["IPAddress"] == web.ip and web.to_inspect()["Gateway"] == web.gateway
     low, high = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
     assert tcp.host_ip == "0.0.0.0" and low <= tcp.host_port <= high and udp.protocol == "udp"
     server = start_server(web, count=1)
@@ -262,7 +265,10 @@ def test_sweep_releases_what_a_killed_monitor_left(net, tmp_path):
 
 
 def test_host_and_none_endpoints(net, tmp_path):
-    host = net.connect(cid(8), "host", hostname="h", extra_hosts=(("db", "10.1.2.3"),), **files_for(tmp_path, "h"))
+    from builder.sandbox.spec import HostEntry
+
+    host = net.connect(cid(8), "host", hostname="h", extra_hosts=(HostEntry("db", "10.1.2.3"),),
+                       **files_for(tmp_path, "h"))
     assert host.netns == "" and host.ip == ""
     text = Path(host.hosts_path).read_text()
     assert text.startswith(Path("/etc/hosts").read_text()) and text.endswith("10.1.2.3\tdb\n")

@@ -158,9 +158,16 @@ class NetworkManager:
         return [ep for ep in eps if network is None or network in (ep.network, ep.network_id)]
 
     def connect(self, container_id: str, network: str = "bridge", *, name: str = "", aliases=(), hostname: str = "",
-                ports=(), hosts_path: str = "", resolv_path: str = "", extra_hosts=()) -> Endpoint:
+                ports=(), publish_all: bool = False, exposed=(), hosts_path: str = "", resolv_path: str = "",
+                extra_hosts=()) -> Endpoint:
         """Attaches a container (before it starts) and writes its hosts/resolv files; returns the endpoint
-        whose ``netns`` the sandbox joins (empty for host and none)."""
+        whose ``netns`` the sandbox joins (empty for host and none).
+
+        ``ports``: PortBinding-like items (``container_port``, ``protocol`` or ``proto``, ``host_ip``,
+        ``host_port``); ``publish_all`` (``-P``) adds a free host port for every ``exposed`` "port/proto"
+        not bound already; ``extra_hosts``: (name, ip) pairs or objects with ``.name``/``.ip``."""
+        ports = _bindings(ports, exposed if publish_all else ())
+        extra_hosts = tuple((h.name, h.ip) if hasattr(h, "ip") else (str(h[0]), str(h[1])) for h in extra_hosts)
         with self.state.locked():
             stale = self.state.endpoint(container_id)
             if stale is not None:
@@ -169,7 +176,7 @@ class NetworkManager:
             endpoint = self._attach(target, container_id, name=name, aliases=tuple(aliases),
                                     hostname=hostname or container_id[:12], ports=tuple(ports),
                                     hosts_path=hosts_path, resolv_path=resolv_path,
-                                    extra_hosts=tuple((str(h), str(ip)) for h, ip in extra_hosts))
+                                    extra_hosts=extra_hosts)
             if target.resolves_names:
                 self._refresh_hosts(target.id)
         return endpoint
@@ -472,6 +479,21 @@ class NetworkManager:
                     etchosts.write_in_place(endpoint.hosts_path, etchosts.hosts_text(endpoint, members))
                 except OSError:
                     pass                         # the container's directory is being removed
+
+
+def _bindings(ports, exposed) -> tuple[PortBinding, ...]:
+    out = [p if isinstance(p, PortBinding) else
+           PortBinding(int(p.container_port), getattr(p, "protocol", None) or getattr(p, "proto", "tcp"),
+                       p.host_ip or "", int(p.host_port or 0), int(getattr(p, "host_port_end", 0) or 0))
+           for p in ports]
+    bound = {(p.container_port, p.protocol) for p in out}
+    for item in exposed:
+        port, _, proto = str(item).partition("/")
+        key = (int(port), proto or "tcp")
+        if key not in bound:
+            bound.add(key)
+            out.append(PortBinding(*key))
+    return tuple(out)
 
 
 def endpoint_id(endpoint: Endpoint) -> str:

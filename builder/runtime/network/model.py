@@ -93,6 +93,18 @@ class Endpoint:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def to_inspect(self) -> dict:
+        """The container inspect's network settings (docker's names): address, gateway, MAC, ids, ports."""
+        from .manager import endpoint_id
+
+        ports: dict = {}
+        for port in self.ports:
+            ports.setdefault(f"{port.container_port}/{port.protocol}", []).append(
+                {"HostIp": port.host_ip, "HostPort": str(port.host_port)})
+        return {"IPAddress": self.ip, "IPPrefixLen": self.prefix, "Gateway": self.gateway, "MacAddress": self.mac,
+                "NetworkID": self.network_id, "EndpointID": endpoint_id(self) if self.ip else "",
+                "SandboxKey": self.netns, "Ports": ports}
+
     @classmethod
     def from_dict(cls, data: dict) -> "Endpoint":
         known = cls.__dataclass_fields__

@@ -19,6 +19,7 @@ from builder.sandbox import RunSpec, SandboxError, run
 from builder.sandbox.enter import (
     EnterSpec,
     ExecError,
+    ExecTimeout,
     NotRunningError,
     cgroup_procs_files,
     exec_failure,
@@ -88,10 +89,10 @@ def container(busybox_rootfs, tmp_path):  # noqa: F811
     assert _find(b"sleep\0" + ctr.seconds.encode() + b"\0") is None
 
 
-def ex(container, command, **kw):
+def ex(container, command, timeout=None, cancel=None, **kw):
     kw.setdefault("env", (PATH,))
     argv = ("sh", "-c", command) if isinstance(command, str) else command
-    return run_in(container.pid1, EnterSpec(argv=argv, **kw))
+    return run_in(container.pid1, EnterSpec(argv=argv, **kw), timeout=timeout, cancel=cancel)
 
 
 def out(result) -> str:
@@ -269,3 +270,15 @@ def test_cgroup_files_follow_each_hierarchy_s_mount(tmp_path):
     assert cgroup_procs_files(42, proc=str(proc)) == (
         "/sys/fs/cgroup/systemd/cgroup.procs", "/sys/fs/cgroup/cpu,cpuacct/pybuild/c1/cgroup.procs",
         "/sys/fs/cgroup/memory/pybuild/c1/cgroup.procs", "/sys/fs/cgroup/unified/pybuild/c1/cgroup.procs")
+
+
+def test_timeout_kills_the_command_and_its_children(container):
+    marker = str(random.randint(100000, 999999))
+    with pytest.raises(ExecTimeout, match="did not finish within 0.5s"):
+        ex(container, f"sleep {marker} & sleep {marker}; echo never", timeout=0.5)
+    assert wait_until(lambda: _find(f"sleep\0{marker}\0".encode()) is None)
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(SandboxError, match="cancelled"):
+        ex(container, f"sleep {marker}", cancel=cancel)
+    assert out(ex(container, "echo quick", timeout=60)) == "quick\n"

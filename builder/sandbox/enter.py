@@ -41,6 +41,22 @@ class ExecError(SandboxError):
         self.exit_code = exit_code
 
 
+class ExecTimeout(SandboxError):
+    """The command ran longer than ``run_in``'s timeout and was killed."""
+
+
+class _Deadline:
+    """Looks like the ``threading.Event`` ``_Streams`` polls: set once ``cancel`` is, or the time is up."""
+
+    def __init__(self, cancel, deadline: float | None):
+        self.cancel, self.deadline = cancel, deadline
+
+    def is_set(self) -> bool:
+        if self.cancel is not None and self.cancel.is_set():
+            return True
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+
 class NotRunningError(SandboxError):
     """The target process is gone (or its pid now names another process)."""
 
@@ -209,7 +225,7 @@ def _spec_fd(pid: int, spec: EnterSpec, procs: tuple[str, ...]) -> int:
 
 
 def run_in(pid: int, spec: EnterSpec, *, on_console=None, on_output=None, stdin_data: bytes | None = None,
-           start_time: int | None = None):
+           start_time: int | None = None, timeout: float | None = None, cancel=None):
     """Run ``spec`` in the container whose process is ``pid`` (normally its pid 1) and wait for it.
 
     Output, stdin and the tty work as in ``sandbox.run``: ``on_output(stream, chunk)`` or collected
@@ -217,6 +233,8 @@ def run_in(pid: int, spec: EnterSpec, *, on_console=None, on_output=None, stdin_
     ``start_time`` (``process_start_time`` when the container started) guards against pid reuse.
     Returns a ``RunResult`` (exit code, 128+N for signal N); raises ``NotRunningError`` if the
     process is gone and ``ExecError`` (with docker's text and exit code) if the command cannot start.
+    After ``timeout`` seconds (a HEALTHCHECK's) or once ``cancel`` (a ``threading.Event``) is set, the
+    command and its process group are killed and ``ExecTimeout``/``SandboxError`` raised.
     """
     from .process import RunResult, _bytecode_options, _kill, _Streams
 
@@ -261,7 +279,14 @@ def run_in(pid: int, spec: EnterSpec, *, on_console=None, on_output=None, stdin_
             theirs.close()
             theirs = None
         streams = _Streams(proc, status_r, on_output, stdin_data, ours, on_console)
-        streams.pump()
+        if timeout is not None or cancel is not None:
+            streams.cancel = _Deadline(cancel, None if timeout is None else started + timeout)
+        try:
+            streams.pump()
+        except SandboxError:
+            if timeout is not None and time.monotonic() >= started + timeout:
+                raise ExecTimeout(f"the command did not finish within {timeout:g}s") from None
+            raise
         returncode = proc.wait()
     except BaseException:
         _kill(proc, streams)
@@ -306,6 +331,7 @@ def _result(streams, returncode: int, duration: float, result_type):
 __all__ = [
     "EnterSpec",
     "ExecError",
+    "ExecTimeout",
     "NotRunningError",
     "cgroup_procs_files",
     "exec_failure",

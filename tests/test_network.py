@@ -128,6 +128,18 @@ with socket.create_connection(("{host}", {port}), timeout=10) as s:
 """
 
 
+PROBE = """
+import socket
+try:
+    socket.create_connection(("{host}", {port}), timeout=2).close()
+    print("connected")
+except TimeoutError:
+    print("timeout")
+except OSError as err:
+    print(err.strerror)
+"""
+
+
 def start_server(endpoint: Endpoint, count: int) -> subprocess.Popen:
     server = in_container(endpoint, ECHO_SERVER.replace("COUNT", str(count)))
     assert server.stdout.readline().strip() == "ready", server.stderr.read()
@@ -149,6 +161,12 @@ def test_two_containers_talk_by_name_and_a_published_port_answers_on_localhost(n
                       ports=parse_publish("127.0.0.1:18080:8000"), **files_for(tmp_path, "web"))
     server = start_server(web, count=3)
     try:
+        # another user network cannot reach this one (docker's isolation between bridges): dropped, not refused
+        net.create("other")
+        stranger = net.connect(cid(11), "other", name="stranger", **files_for(tmp_path, "stranger"))
+        assert finish(in_container(stranger, PROBE.format(host=web.ip, port=8000))) == "timeout\n"
+        net.disconnect(cid(11))
+        net.remove("other")
         cli = net.connect(cid(2), "app", name="cli", **files_for(tmp_path, "cli"))
         assert (web.network, cli.network) == ("app", "app")
         assert web.ip != cli.ip and web.gateway == cli.gateway == network.gateway
@@ -231,10 +249,23 @@ def test_nat_to_the_outside(net, tmp_path):
         server = subprocess.Popen(["ip", "netns", "exec", outside, sys.executable, "-u", "-c",
                                    ECHO_SERVER.replace("COUNT", "1")], stdout=subprocess.PIPE, text=True)
         assert server.stdout.readline().strip() == "ready"
-        ctr = net.connect(cid(5), "bridge", name="c", **files_for(tmp_path, "c"))
+        ctr = net.connect(cid(5), "bridge", name="c", ports=parse_publish("18090:8000"), **files_for(tmp_path, "c"))
         assert finish(in_container(ctr, CLIENT.format(host="198.51.100.1", port=8000, message="out"))) \
             == "echo:out from:198.51.100.2\n"
         server.wait(timeout=10)
+        # the other way: the outside reaches the published port on the host's uplink address (PREROUTING DNAT)
+        inner = start_server(ctr, count=1)
+        client = subprocess.run(["ip", "netns", "exec", outside, sys.executable, "-c",
+                                 CLIENT.format(host="198.51.100.2", port=18090, message="in")],
+                                capture_output=True, text=True, timeout=30)
+        assert client.stdout == "echo:in from:198.51.100.1\n", client.stderr
+        finish(inner)
+        # an --internal network has no way out
+        net.create("closed", internal=True)
+        shut = net.connect(cid(10), "closed", name="s", **files_for(tmp_path, "s"))
+        assert finish(in_container(shut, PROBE.format(host="198.51.100.1", port=8000))) == "timeout\n"
+        net.disconnect(cid(10))
+        net.remove("closed")
         net.disconnect(cid(5))
     finally:
         subprocess.run(["ip", "link", "del", "up0"], capture_output=True)

@@ -84,9 +84,15 @@ def ensure_base(saved: dict[str, list[str]] | None = None) -> None:
 
 
 def network_rules(network: Network, owner: str) -> dict[str, list[str]]:
+    """Traffic within the bridge is accepted; an ``--internal`` network has no way in or out (docker's)."""
     tag = _tag(owner)
-    return {"filter": [f"-I PYBUILD-FORWARD -i {network.bridge} -o {network.bridge} {tag} -j ACCEPT"],
-            "nat": [f"-A PYBUILD-POSTROUTING -s {network.subnet} ! -o {network.bridge} {tag} -j MASQUERADE"]}
+    bridge = network.bridge
+    if network.internal:
+        return {"filter": [f"-I PYBUILD-FORWARD -i {bridge} ! -o {bridge} {tag} -j DROP",
+                           f"-I PYBUILD-FORWARD -o {bridge} ! -i {bridge} {tag} -j DROP",
+                           f"-I PYBUILD-FORWARD -i {bridge} -o {bridge} {tag} -j ACCEPT"]}
+    return {"filter": [f"-I PYBUILD-FORWARD -i {bridge} -o {bridge} {tag} -j ACCEPT"],
+            "nat": [f"-A PYBUILD-POSTROUTING -s {network.subnet} ! -o {bridge} {tag} -j MASQUERADE"]}
 
 
 def port_rules(endpoint: Endpoint, owner: str) -> dict[str, list[str]]:

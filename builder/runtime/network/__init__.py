@@ -7,5 +7,5 @@ from .manager import BUILD_NETWORK, DEFAULT_BRIDGE, NetworkManager, endpoint_id
 from .model import Endpoint, Network, PortBinding, PublishedPort
 from .ports import parse_publish
 
-__all__ = ["NetworkManager", "Network", "Endpoint", "PortBinding", "PublishedPort", "parse_publish", "build_netns", "build_manager",
-           "NetworkError", "NoSuchNetwork", "endpoint_id", "BUILD_NETWORK", "DEFAULT_BRIDGE"]
+__all__ = ["NetworkManager", "Network", "Endpoint", "PortBinding", "PublishedPort", "parse_publish", "build_netns",
+           "build_manager", "NetworkError", "NoSuchNetwork", "endpoint_id", "BUILD_NETWORK", "DEFAULT_BRIDGE"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import tarfile
 import time
 from pathlib import Path
 
@@ -132,3 +134,23 @@ def test_security_flags(root):
     assert lines[:2] == ["0", "0"] and all(line.endswith(":/") for line in lines[2:]), lines   # cgroup namespace
     assert cli_ok(root, "run", "--rm", *NONE, "--hostname", "box1", "busybox", "sh", "-c",
                   "hostname; cat /etc/hostname") == "box1\nbox1\n"
+
+
+def test_cp_commit_export(root, tmp_path):
+    cli_ok(root, "run", *NONE, "--name", "files", "busybox", "sh", "-c",
+           "mkdir /app && echo one > /app/a && rm /bin/vi")
+    cli_ok(root, "cp", "files:/app/a", str(tmp_path / "a"))
+    assert (tmp_path / "a").read_text() == "one\n"
+    (tmp_path / "b").write_text("two\n")
+    cli_ok(root, "cp", str(tmp_path / "b"), "files:/app/b")
+    image_id = cli_ok(root, "commit", "-c", 'CMD ["cat", "/app/b"]', "-m", "a message", "files", "committed:1").strip()
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", image_id)
+    assert cli_ok(root, "run", "--rm", *NONE, "committed:1") == "two\n"
+    gone = cli(root, "run", "--rm", *NONE, "committed:1", "ls", "/bin/vi")       # the deletion is a whiteout
+    assert gone.returncode == 1 and "No such file" in gone.stderr.decode()
+    assert "a message" in cli_ok(root, "history", "committed:1").splitlines()[1]
+    cli_ok(root, "export", "-o", str(tmp_path / "fs.tar"), "files")
+    with tarfile.open(tmp_path / "fs.tar") as tar:
+        names = set(tar.getnames())
+    assert {"app/a", "app/b", "bin/busybox"} <= names and "bin/vi" not in names
+    cli_ok(root, "rm", "files")

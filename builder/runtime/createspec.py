@@ -69,13 +69,24 @@ class RunOptions:
     extra: dict = field(default_factory=dict)
 
 
+def runtime_env(config: ContainerConfig) -> tuple:
+    """What the process gets: PATH if the config has none, HOSTNAME, TERM with a tty, then the config's
+    Env (docker's daemon adds these at start; they are not part of the container's Config.Env)."""
+    env: dict[str, str] = {}
+    if not any(e.startswith("PATH=") for e in config.env):
+        env["PATH"] = DEFAULT_PATH
+    env["HOSTNAME"] = config.hostname
+    if config.tty:
+        env["TERM"] = "xterm"
+    for entry in config.env:
+        key, _, value = entry.partition("=")
+        env.pop(key, None)
+        env[key] = value
+    return tuple(f"{k}={v}" for k, v in env.items())
+
+
 def _env(image_env, options: RunOptions, hostname: str) -> tuple:
     env: dict[str, str] = {}
-    if not any(e.startswith("PATH=") for e in image_env):
-        env["PATH"] = DEFAULT_PATH
-    env["HOSTNAME"] = hostname
-    if options.tty:
-        env["TERM"] = "xterm"
     for entry in image_env:
         key, _, value = entry.partition("=")
         env[key] = value
@@ -249,4 +260,4 @@ def _mounts(root, options: RunOptions, image_volumes: tuple, image_id: str):
     return plan_mounts(root, options, image_volumes, image_id)
 
 
-__all__ = ["RunOptions", "build_config", "parse_ports"]
+__all__ = ["RunOptions", "build_config", "parse_ports", "runtime_env"]

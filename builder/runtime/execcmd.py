@@ -19,7 +19,9 @@ def exec_in_container(root, cid: str, argv: tuple, *, interactive: bool, tty: bo
     config, state = store.config(cid), store.state(cid)
     if state.status != "running" or not monitor_alive(state):
         raise ContainerConflict(f"Container {cid} is not running", cid)
-    merged = dict(e.partition("=")[::2] for e in config.env)
+    from .createspec import runtime_env
+
+    merged = dict(e.partition("=")[::2] for e in runtime_env(config))
     for item in env:
         key, eq, value = item.partition("=")
         if eq:

@@ -60,7 +60,9 @@ class HealthProbe(threading.Thread):
         begun = now_rfc3339()
         test = tuple(check.test)
         argv = ("/bin/sh", "-c", test[1]) if test[0] == "CMD-SHELL" else test[1:]
-        spec = EnterSpec(argv=argv, env=self.config.env, cwd=self.config.working_dir or "/", user=self.config.user,
+        from .createspec import runtime_env
+
+        spec = EnterSpec(argv=argv, env=runtime_env(self.config), cwd=self.config.working_dir or "/", user=self.config.user,
                          stderr="stdout", privileged=self.config.privileged,
                          caps=capability_set(self.config.cap_add, self.config.cap_drop))
         box: dict = {}

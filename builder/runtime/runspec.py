@@ -11,6 +11,7 @@ import os
 import shutil
 
 from .containers import ContainerStore
+from .createspec import runtime_env
 from .errors import ContainerError
 from .records import ContainerConfig
 
@@ -108,7 +109,7 @@ def prepare_start(root, container_id: str) -> dict:
             cgroup_procs = tuple(cgroup.procs_files)
         spec = RunSpec(
             argv=argv, lower_dirs=lower_dirs(root, config), upper_dir=os.path.join(directory, "upper"),
-            work_dir=os.path.join(directory, "work"), env=config.env, cwd=config.working_dir or "/",
+            work_dir=os.path.join(directory, "work"), env=runtime_env(config), cwd=config.working_dir or "/",
             user=config.user, hostname=config.hostname, network="host" if config.network == "host" else "none",
             netns=netns, binds=tuple(binds), tmpfs=tuple(tmpfs), extra_hosts=extra,
             security="insecure" if config.privileged else "sandbox", shm_size=config.shm_size,

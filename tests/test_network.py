@@ -82,7 +82,9 @@ def net(tmp_path):
         try:
             yield manager
         finally:
-            manager.sweep(set())
+            for endpoint in manager.endpoints():
+                manager.disconnect(endpoint.container_id)
+            manager.sweep(set(), deep=True)
             left = leftovers(manager)
         assert left == NOTHING
 
@@ -275,8 +277,15 @@ def test_nat_to_the_outside(net, tmp_path):
 def test_sweep_releases_what_a_killed_monitor_left(net, tmp_path):
     """Nothing but the persisted files: a fresh manager (another process) cleans up."""
     net.create("app")
-    a = net.connect(cid(6), "app", name="a", ports=parse_publish("18081:80"), **files_for(tmp_path, "a"))
-    net.connect(cid(7), "app", name="b", **files_for(tmp_path, "b"))
+    # connected by another process (the CLI that started them), gone now
+    script = f"""
+from builder.runtime.network import NetworkManager, parse_publish
+m = NetworkManager({str(net.root)!r}, run_dir={str(net.run_dir)!r})
+m.connect({cid(6)!r}, "app", name="a", ports=parse_publish("18081:80"), **{files_for(tmp_path, "a")!r})
+m.connect({cid(7)!r}, "app", name="b", **{files_for(tmp_path, "b")!r})
+"""
+    subprocess.run([sys.executable, "-c", script], check=True)
+    a = net.endpoint(cid(6))
     assert leftovers(net, live=(cid(6), cid(7)))["rules"] == [f"{net.tag}:{cid(6)}"]
     assert sorted(leftovers(net, live=(cid(6), cid(7)))["netns"]) == [cid(6), cid(7)]
     fresh = NetworkManager(net.root, run_dir=net.run_dir)
@@ -365,3 +374,24 @@ def test_parse_publish(spec, expected):
 def test_parse_publish_errors(spec, message):
     with pytest.raises(NetworkError, match=message):
         parse_publish(spec)
+
+
+def test_sweep_spares_a_container_being_started_and_frees_a_killed_builders_run(net, tmp_path):
+    # connected by this (live) process but not running yet: another command's sweep must not take it away
+    net.connect(cid(12), "bridge", name="starting", **files_for(tmp_path, "starting"))
+    assert net.sweep(set()) == [] and net.endpoint(cid(12)) is not None
+    net.disconnect(cid(12))
+    # a builder killed in the middle of a RUN: its endpoint goes at the next RUN's attach
+    script = f"""
+import os
+from builder.runtime.network import NetworkManager
+NetworkManager({str(net.root)!r}, run_dir={str(net.run_dir)!r}).attach_build()
+os._exit(9)
+"""
+    assert subprocess.run([sys.executable, "-c", script]).returncode == 9
+    stale, = net.endpoints()
+    assert stale.container_id.startswith("build-") and Path(stale.netns).exists()
+    fresh = net.attach_build()
+    assert [ep.container_id for ep in net.endpoints()] == [fresh.container_id]
+    assert not Path(stale.netns).exists() and fresh.ip != stale.ip
+    net.detach_build(fresh)

@@ -193,30 +193,37 @@ class NetworkManager:
             if network is not None and network.resolves_names:
                 self._refresh_hosts(network.id)
 
-    def sweep(self, live_container_ids) -> list[str]:
-        """Releases endpoints of containers not in ``live_container_ids`` (and of builds whose process is
-        gone), namespace files and tagged iptables rules nothing refers to; returns the released ids."""
+    def sweep(self, live_container_ids, *, deep: bool = False) -> list[str]:
+        """Releases endpoints of containers neither in ``live_container_ids`` nor still being started by a
+        live process (and of builds whose process is gone) and namespace files nothing refers to; returns
+        the released ids.  Cheap when there is nothing to do (it runs before every container command):
+        iptables is only read when something was released or with ``deep`` (rules no record names)."""
         live = set(live_container_ids)
-        released = []
+        released: list[str] = []
+        if not self.state.endpoints_dir.is_dir() and not self.netns_dir.is_dir() and not deep:
+            return released
         with self.state.locked():
             refresh = set()
             for endpoint in self.state.endpoints():
-                alive = _pid_alive(endpoint.owner_pid) if endpoint.owner_pid else endpoint.container_id in live
+                if endpoint.container_id.startswith("build-"):
+                    alive = _owner_alive(endpoint)
+                else:
+                    alive = endpoint.container_id in live or _owner_alive(endpoint)
                 if not alive:
                     self._release(endpoint)
                     released.append(endpoint.container_id)
                     refresh.add(endpoint.network_id)
             kept = {ep.container_id for ep in self.state.endpoints()}
-            if self.netns_dir.is_dir():
-                for entry in os.listdir(self.netns_dir):
-                    if entry not in kept:
-                        system.remove_netns(str(self.netns_dir / entry))
+            orphans = [e for e in os.listdir(self.netns_dir) if e not in kept] if self.netns_dir.is_dir() else []
+            for entry in orphans:
+                system.remove_netns(str(self.netns_dir / entry))
             networks = self._networks(materialize=False)
-            known = {f"{self.tag}:{cid}" for cid in kept} | {f"{self.tag}:net:{n.id}" for n in networks}
-            saved = firewall.parse_save(system.iptables_save())
-            stray = {owner for owner in firewall.owners(saved) if owner.startswith(self.tag + ":")} - known
-            if stray:
-                firewall.remove_tagged(stray, saved)
+            if deep or released or orphans:
+                known = {f"{self.tag}:{cid}" for cid in kept} | {f"{self.tag}:net:{n.id}" for n in networks}
+                saved = firewall.parse_save(system.iptables_save())
+                stray = {owner for owner in firewall.owners(saved) if owner.startswith(self.tag + ":")} - known
+                if stray:
+                    firewall.remove_tagged(stray, saved)
             for network in networks:
                 if network.id in refresh and network.resolves_names:
                     self._refresh_hosts(network.id)
@@ -229,11 +236,11 @@ class NetworkManager:
         token = secrets.token_hex(8)
         with self.state.locked():
             for stale in self.state.endpoints():       # of builders killed mid-RUN
-                if stale.owner_pid and not _pid_alive(stale.owner_pid):
+                if stale.owner_pid and not _owner_alive(stale):
                     self._release(stale)
             network = self._get(BUILD_NETWORK)
             return self._attach(network, f"build-{token}", name="", aliases=(), hostname="", ports=(),
-                                hosts_path="", resolv_path="", extra_hosts=(), owner_pid=os.getpid(), veth_id=token)
+                                hosts_path="", resolv_path="", extra_hosts=(), veth_id=token)
 
     def detach_build(self, endpoint: Endpoint) -> None:
         with self.state.locked():
@@ -395,10 +402,10 @@ class NetworkManager:
         return tuple(out)
 
     def _attach(self, network: Network, container_id: str, *, name, aliases, hostname, ports, hosts_path,
-                resolv_path, extra_hosts, owner_pid: int = 0, veth_id: str = "") -> Endpoint:
+                resolv_path, extra_hosts, veth_id: str = "") -> Endpoint:
         base = dict(container_id=container_id, network=network.name, network_id=network.id, name=name,
                     aliases=aliases, hostname=hostname, hosts_path=hosts_path, resolv_path=resolv_path,
-                    extra_hosts=extra_hosts, owner_pid=owner_pid)
+                    extra_hosts=extra_hosts, owner_pid=os.getpid(), owner_start=_process_start(os.getpid()))
         if network.driver != "bridge":
             endpoint = Endpoint(**base)
             self.state.save_endpoint(endpoint)
@@ -500,14 +507,21 @@ def endpoint_id(endpoint: Endpoint) -> str:
     return hashlib.sha256(f"{endpoint.network_id}/{endpoint.container_id}".encode()).hexdigest()
 
 
-def _pid_alive(pid: int) -> bool:
+def _process_start(pid: int) -> int:
+    """The start time of ``pid`` (clock ticks since boot; 0: no such process) -- tells a reused pid apart."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return int(fh.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _owner_alive(endpoint: Endpoint) -> bool:
+    """The process that made the endpoint is still running (a container being started, a build's RUN)."""
+    if not endpoint.owner_pid:
         return False
-    except PermissionError:
-        return True
-    return True
+    started = _process_start(endpoint.owner_pid)
+    return bool(started) and (not endpoint.owner_start or started == endpoint.owner_start)
 
 
 __all__ = ["NetworkManager", "endpoint_id", "BUILD_NETWORK", "DEFAULT_BRIDGE"]

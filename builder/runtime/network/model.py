@@ -88,7 +88,8 @@ class Endpoint:
     hosts_path: str = ""
     resolv_path: str = ""
     extra_hosts: tuple[tuple[str, str], ...] = ()
-    owner_pid: int = 0           # build RUN endpoints: the builder's pid (sweep frees those of dead builders)
+    owner_pid: int = 0           # the process that connected it (a build, a starting container) and its
+    owner_start: int = 0         # start time: while it runs, sweep leaves the endpoint alone
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -85,3 +85,20 @@ def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def kill_monitors(root) -> None:
+    """SIGKILL the monitors of every container under ``root`` (test teardown)."""
+    import json
+    import signal
+
+    base = Path(root) / "containers"
+    if not base.is_dir():
+        return
+    for entry in base.iterdir():
+        try:
+            pid = json.loads((entry / "state.json").read_text()).get("monitor_pid", 0)
+            if pid:
+                os.kill(pid, signal.SIGKILL)
+        except (OSError, ValueError):
+            pass

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime_helpers import cli, cli_ok, on_terminal, state, wait_for
+from runtime_helpers import cli, cli_ok, on_terminal, state, wait_for, kill_monitors
 
 NONE = ("--network", "none")
 
@@ -24,7 +24,7 @@ def root(tmp_path_factory, busybox_tar) -> Path:
     yield root
     for cid in cli_ok(root, "ps", "-a", "-q", "--no-trunc").split():
         cli(root, "rm", "-f", "-v", cid)
-    subprocess.run(["pkill", "-9", "-f", f"builder.runtime.monitor.*{root}"], check=False)
+    kill_monitors(root)
 
 
 def test_exec_runs_in_the_containers_namespaces_with_its_user_env_and_terminal(root):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime_helpers import cli, cli_ok, on_terminal, pybuild_cgroups, state, wait_for
+from runtime_helpers import cli, cli_ok, on_terminal, pybuild_cgroups, state, wait_for, kill_monitors
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ def root(tmp_path) -> Path:
     root = tmp_path / "root"
     yield root
     # every container is gone with its monitor: nothing of ours may stay behind
-    subprocess.run(["pkill", "-9", "-f", f"builder.runtime.monitor.*{root}"], check=False)
+    kill_monitors(root)
 
 
 @pytest.fixture

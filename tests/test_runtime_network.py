@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from builder.runtime.network import NetworkManager
-from runtime_helpers import cli, cli_ok, state, wait_for
+from runtime_helpers import cli, cli_ok, state, wait_for, kill_monitors
 from test_network import NOTHING, leftovers, own_netns
 
 
@@ -30,7 +30,7 @@ def world(tmp_path, busybox_tar):
         finally:
             for cid in cli_ok(root, "ps", "-a", "-q", "--no-trunc").split():
                 cli(root, "rm", "-f", cid)
-            subprocess.run(["pkill", "-9", "-f", f"builder.runtime.monitor.*{root}"], check=False)
+            kill_monitors(root)
             manager = NetworkManager(root)
             for network in manager.list():
                 if not network.builtin:

@@ -11,16 +11,13 @@ import json
 import os
 import select
 import signal
-import subprocess
-import sys
 import time
 
 from .containers import ContainerStore
 from .errors import ContainerConflict, ContainerError
-from .monitor import BOOT, is_alive, process_start_time
+from .monitor import is_alive, process_start_time
 from .records import ContainerState, now_rfc3339, read_json
 
-_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MONITOR_START_TIMEOUT = 60.0
 
 
@@ -97,7 +94,7 @@ def release(root, container_id: str) -> None:
 class Started:
     """A monitor that is listening; ``wait()`` returns the pid once the command runs, or raises."""
 
-    def __init__(self, container_id: str, proc: subprocess.Popen, ready: int, sock_path: str):
+    def __init__(self, container_id: str, proc, ready: int, sock_path: str):
         self.id = container_id
         self.proc = proc
         self.ready = ready
@@ -158,11 +155,7 @@ def start_container(root, container_id: str, *, wait_attach: bool = False, winsi
     log = os.open(store.path(container_id, "monitor.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
                   0o600)
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", BOOT, os.fspath(root), container_id, str(ready_w)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(ready_w,), cwd="/",
-            env={"PYBUILD_RUNTIME_PATH": _PACKAGE_ROOT, "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-            start_new_session=True)
+        proc = _fork_monitor(root, container_id, ready_r, ready_w, log)
     except BaseException:
         os.close(ready_r)
         release(root, container_id)
@@ -177,6 +170,44 @@ def start_container(root, container_id: str, *, wait_attach: bool = False, winsi
         release(root, container_id)
         raise
     return started
+
+
+def _fork_monitor(root, container_id: str, ready_r: int, ready_w: int, log: int) -> int:
+    """The monitor is this process forked twice (in a session of its own, re-parented to init): it has
+    every module loaded already, so it is ready in a few milliseconds.  Only the ready pipe and the log
+    stay open in it (a lease's lock fd inherited would keep the lease alive for the container's life)."""
+    first = os.fork()
+    if first:
+        os.waitpid(first, 0)
+        return first
+    try:
+        os.setsid()
+        if os.fork():
+            os._exit(0)
+        os.chdir("/")
+        try:
+            with open("/proc/self/comm", "w") as fh:   # `ps` shows what it is
+                fh.write("pybuild-monitor")
+        except OSError:
+            pass
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            if fd > 2 and fd != ready_w:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_DFL)
+        from .monitor import run_monitor
+
+        run_monitor(os.fspath(root), container_id, ready_w)
+    finally:
+        os._exit(0)
 
 
 # --- signals ---------------------------------------------------------------------------------------

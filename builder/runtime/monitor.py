@@ -9,8 +9,7 @@ The sandbox's processes die with the monitor (PDEATHSIG): a monitor killed with 
 "running" state whose monitor is gone, which the next pybuild command notices (``lifecycle.reconcile``)
 and cleans up the same way.
 
-Started as ``python -I -S -c BOOT ROOT ID READY_FD`` with the package path in the environment; it
-reports on READY_FD as JSON lines: ``{"listening": 1}`` once clients may attach, then ``{"pid": N}`` when
+Forked from the command that starts the container (``lifecycle``); it reports on READY_FD as JSON lines: ``{"listening": 1}`` once clients may attach, then ``{"pid": N}`` when
 the container runs or ``{"error": text, "exit": code}`` when it could not start.
 """
 
@@ -28,8 +27,6 @@ from .containers import ContainerStore
 from .logs import LogWriter
 from .records import now_rfc3339, read_json
 
-BOOT = ("import os,sys;sys.path.insert(0,os.environ.pop('PYBUILD_RUNTIME_PATH'));"
-        "import builder.runtime.monitor as m;m.main()")
 ATTACH_WAIT = 10.0
 
 
@@ -166,9 +163,9 @@ class Monitor:
         self.master = -1
         try:
             if spec.tty:
-                result = run(spec, on_console=self.on_console, on_start=self.on_start)
+                result = run(spec, on_console=self.on_console, on_start=self.on_start, fork=True)
             else:
-                result = run(spec, on_output=self.on_output, on_start=self.on_start)
+                result = run(spec, on_output=self.on_output, on_start=self.on_start, fork=True)
         except SandboxError as err:
             return _exit_code_for(err.message), err.message
         finally:
@@ -182,6 +179,7 @@ class Monitor:
         return result.exit_code, ""
 
     def main(self) -> int:
+        from ..sandbox import init  # noqa: F401 - loaded once here, used by every forked sandbox
         from ..sandbox.spec import RunSpec
 
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -265,8 +263,8 @@ def _exit_code_for(message: str) -> int:
     return 125
 
 
-def main() -> None:
-    root, container_id, ready_fd = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def run_monitor(root: str, container_id: str, ready_fd: int) -> None:
+    """The monitor's life (in the forked process; never returns)."""
     try:
         code = Monitor(root, container_id, ready_fd).main()
     except BaseException as err:  # noqa: BLE001 - a monitor must always leave a state behind
@@ -277,8 +275,5 @@ def main() -> None:
         except Exception:  # noqa: BLE001
             pass
         raise
-    os._exit(0 if code is not None else 0)
-
-
-if __name__ == "__main__":
-    main()
+    sys.stdout.flush()
+    os._exit(0)

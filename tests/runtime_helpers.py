@@ -27,8 +27,9 @@ def cli_ok(root, *args, **kw) -> str:
 
 
 def on_terminal(root, args, script: bytes, *, rows: int = 24, cols: int = 80, timeout: float = 30,
-                env: dict | None = None) -> tuple[str, int]:
-    """Run the CLI on a fresh pty (the user's terminal), type ``script``; (output, exit code)."""
+                env: dict | None = None, then: tuple = ()) -> tuple[str, int]:
+    """Run the CLI on a fresh pty (the user's terminal), type ``script``; (output, exit code).
+    ``then``: (expected output, more input) pairs: each input is typed once its expected output appeared."""
     master, slave = os.openpty()
     try:
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
@@ -38,6 +39,7 @@ def on_terminal(root, args, script: bytes, *, rows: int = 24, cols: int = 80, ti
         out = bytearray()
         deadline = time.monotonic() + timeout
         quiet_since = None
+        pending = list(then)
         while time.monotonic() < deadline:
             if select.select([master], [], [], 0.1)[0]:
                 try:
@@ -45,6 +47,8 @@ def on_terminal(root, args, script: bytes, *, rows: int = 24, cols: int = 80, ti
                 except OSError:
                     break
                 quiet_since = None
+                if pending and pending[0][0] in out:
+                    os.write(master, pending.pop(0)[1])
             elif proc.poll() is not None:
                 quiet_since = quiet_since or time.monotonic()
                 if time.monotonic() - quiet_since > 0.3:

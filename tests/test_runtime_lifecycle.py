@@ -146,3 +146,14 @@ def test_killing_pybuild_and_the_monitor_leaves_nothing_after_the_next_command(r
     assert not [c for c in pybuild_cgroups() if cid[:12] in c]  # ... and cleaned up
     assert cid not in Path("/proc/mounts").read_text()
     cli_ok(root, "rm", cid)
+
+
+def test_detach_with_ctrl_p_ctrl_q_and_attach_again(root, busybox):
+    out, code = on_terminal(root, ["run", "-it", "--network", "none", "--name", "det", busybox, "sh"],
+                            b"echo before-$((1+1))-detach\n", then=((b"before-2-detach", b"\x10\x11"),))
+    assert code == 0 and "before-2-detach" in out, out
+    assert "Up " in _ps(root)[1]                               # still running after the client left
+    out, code = on_terminal(root, ["attach", "det"], b"echo after-attach-$((2+3)); exit 4\n")
+    assert code == 4 and "after-attach-5" in out, out
+    assert cli_ok(root, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "det") == "exited 4\n"
+    cli_ok(root, "rm", "det")

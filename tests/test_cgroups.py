@@ -252,6 +252,17 @@ def test_failed_limit_write_removes_what_was_made():
     assert not fs.exists("/sys/fs/cgroup/pybuild/c1")
 
 
+def test_create_replaces_an_empty_leftover_and_refuses_one_in_use():
+    fs = unified()
+    Cgroup.create("c1", FULL, fs=fs)
+    again = Cgroup.create("c1", Limits(memory=64 * MiB, memory_swap=-1), fs=fs)
+    assert fs.read("/sys/fs/cgroup/pybuild/c1/pids.max") == "max\n"           # the old limit is gone
+    fs.add_process(9, "/sys/fs/cgroup/pybuild/c1")
+    with pytest.raises(CgroupError, match="^cgroup c1 is in use$"):
+        Cgroup.create("c1", Limits(), fs=fs)
+    assert again.pids() == {9} and fs.killed == []
+
+
 def test_names_are_checked():
     for bad in ("", "../x", "a/b", ".hidden", "x" * 200):
         with pytest.raises(CgroupError, match="invalid cgroup name"):

@@ -331,8 +331,13 @@ class Cgroup:
 
     @classmethod
     def create(cls, name: str, limits: Limits = Limits(), *, fs: HostFS | None = None) -> "Cgroup":
-        """Make the cgroup and write ``limits`` (already resolved: see ``resolve_limits``)."""
+        """Make the cgroup and write ``limits`` (already resolved: see ``resolve_limits``).  A leftover empty
+        cgroup of that name is replaced (its limits may differ); one with processes is in use: an error."""
         group = cls.open(name, fs=fs)
+        if group.exists:
+            if group.pids():
+                raise CgroupError(f"cgroup {name} is in use")
+            group.remove()
         applied: set[str] = set()
         try:
             for h, path in group.dirs:

@@ -86,8 +86,10 @@ def prepare(plan: SandboxPlan, sys, host: HostView | None = None,
     sys.prctl(PR_SET_DUMPABLE, 0)
     host = read_host_view() if host is None else host
     top_cap = last_cap()
+    keep = capability_set(spec.cap_add, spec.cap_drop, top_cap)
+    profile = build_filter(keep) if spec.security != "insecure" and spec.seccomp else None
     try:
-        sys.load_libraries()
+        sys.load_libraries(seccomp=profile)
         prepare_rootfs(sys, spec, plan.layout, plan.overlay, host, secret_values)
         pivot_root(sys, plan.layout.rootfs)
         if spec.readonly_rootfs:
@@ -113,9 +115,8 @@ def prepare(plan: SandboxPlan, sys, host: HostView | None = None,
             insecure_caps = sys.capget()[1]
             restrict_capabilities(sys, insecure_caps, top_cap, inheritable=True)
         else:
-            keep = capability_set(spec.cap_add, spec.cap_drop, top_cap)
-            if spec.seccomp:
-                sys.seccomp_load(build_filter(keep))
+            if profile is not None:
+                sys.seccomp_load(profile)
             if spec.pid1_command:
                 cap_keep = keep         # pid 1 becomes the command: cut after the user switch, as runc does
             else:

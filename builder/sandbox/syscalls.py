@@ -91,6 +91,14 @@ def _scmp_errno(err: int) -> int:
     return _SCMP_ACT_ERRNO | (err & 0xFFFF)
 
 
+_PR_SET_SECCOMP = 22
+_SECCOMP_MODE_FILTER = 2
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
 class _ArgCmp(ctypes.Structure):
     _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
                 ("datum_b", ctypes.c_uint64)]
@@ -139,6 +147,7 @@ class Syscalls:
         self._libc.syscall.restype = ctypes.c_long
         self._numbers = _SYSCALL_NUMBERS.get(os.uname().machine, {})
         self._seccomp: ctypes.CDLL | None = None
+        self._programs: dict[int, bytes] = {}
 
     # --- namespaces and mounts -------------------------------------------------------------------
     def unshare(self, flags: int) -> None:
@@ -223,11 +232,25 @@ class Syscalls:
 
     # --- seccomp --------------------------------------------------------------------------------
     def seccomp_load(self, filt: Any) -> None:
-        """Compile ``filt`` (a ``seccomp.SeccompFilter``) with libseccomp and load it for this thread.
+        """Load ``filt`` (a ``seccomp.SeccompFilter``) for this thread: its compiled program from the
+        cache when ``load_libraries(seccomp=filt)`` found one, else compiled with libseccomp now.
 
         no_new_privs stays off (libseccomp would set it by default): like BuildKit, setuid programs must
         keep working, which is why this must run while the caller still holds CAP_SYS_ADMIN.
         """
+        program = self._programs.get(id(filt))
+        if program is None:                 # not prepared by load_libraries: compile, never cache from here
+            program = self._compile(filt, cache=False)
+        buf = ctypes.create_string_buffer(program, len(program))
+        fprog = _SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
+        if self._libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(fprog), 0, 0) != 0:
+            _raise("prctl(PR_SET_SECCOMP)")
+
+    def _compile(self, filt: Any, cache: bool = True) -> bytes:
+        """libseccomp's BPF program for ``filt`` (exported, not loaded); into the host's cache with
+        ``cache`` (only before pivot_root: afterwards /run is the container's)."""
+        from . import seccompcache
+
         lib = self._libseccomp()
         ctx = ctypes.c_void_p(lib.seccomp_init(_scmp_errno(filt.default_errno)))
         if not ctx.value:
@@ -252,17 +275,48 @@ class Syscalls:
                     *[_ArgCmp(a.index, _SCMP_CMP[a.op], a.value, a.value_two) for a in rule.args])
                 self._seccomp_check(lib.seccomp_rule_add_array(ctx, action, nr, len(rule.args), args),
                                     f"seccomp_rule_add({rule.syscall})")
-            self._seccomp_check(lib.seccomp_load(ctx), "seccomp_load")
+            fd = os.memfd_create("seccomp-bpf", os.MFD_CLOEXEC)
+            try:
+                self._seccomp_check(lib.seccomp_export_bpf(ctx, fd), "seccomp_export_bpf")
+                os.lseek(fd, 0, os.SEEK_SET)
+                chunks = []
+                while chunk := os.read(fd, 65536):
+                    chunks.append(chunk)
+                program = b"".join(chunks)
+            finally:
+                os.close(fd)
         finally:
             lib.seccomp_release(ctx)
+        if cache:
+            seccompcache.store(filt, self._library_version_hint(), program)
+        return program
 
-    def load_libraries(self) -> None:
-        """Load libseccomp and the extension modules used later now: after pivot_root the host's
-        libraries (and Python's lib-dynload) are out of reach."""
+    def load_libraries(self, seccomp: Any = None) -> None:
+        """Load what is needed later now: after pivot_root the host's libraries (and Python's lib-dynload)
+        are out of reach.  ``seccomp``: the filter to load later; its compiled program comes from the
+        cache if it is there (libseccomp is then not loaded at all), else libseccomp is loaded to compile it."""
         import fcntl  # noqa: F401
         import socket  # noqa: F401
 
+        if seccomp is not None:
+            from . import seccompcache
+
+            program = seccompcache.load(seccomp, self._library_version_hint())
+            if program is None:
+                program = self._compile(seccomp)
+            self._programs[id(seccomp)] = program
+            return
         self._libseccomp()
+
+    @staticmethod
+    def _library_version_hint() -> str:
+        """libseccomp's file (its version is in the name) without loading it: the cache key."""
+        for directory in ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu",
+                          "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/lib64", "/usr/lib", "/lib"):
+            path = os.path.join(directory, "libseccomp.so.2")
+            if os.path.exists(path):
+                return os.path.realpath(path)
+        return "libseccomp"
 
     @staticmethod
     def _seccomp_check(ret: int, what: str) -> None:
@@ -285,6 +339,7 @@ class Syscalls:
             lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
                                                    ctypes.c_void_p]
             lib.seccomp_load.argtypes = [ctypes.c_void_p]
+            lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
             lib.seccomp_release.argtypes = [ctypes.c_void_p]
             self._seccomp = lib
         return self._seccomp
@@ -414,7 +469,7 @@ class RecordingSyscalls:
     def seccomp_load(self, filt) -> None:
         self._record("seccomp_load", filt)
 
-    def load_libraries(self) -> None:
+    def load_libraries(self, seccomp=None) -> None:
         self._record("load_libraries")
 
     def set_loopback_up(self) -> None:

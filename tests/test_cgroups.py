@@ -14,11 +14,24 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-from builder.sandbox.cgroups import (Cgroup, CgroupError, HostFS, LimitError, Limits, cpu_weight, hierarchies,
-                                     limits_from_flags, names, parse_cpus, parse_memory, parse_memory_swap,
-                                     resolve_limits, sweep)
 from cgroup_fake import FakeCgroupFS
+
+from builder.sandbox.cgroups import (
+    Cgroup,
+    CgroupError,
+    HostFS,
+    LimitError,
+    Limits,
+    cpu_weight,
+    hierarchies,
+    limits_from_flags,
+    names,
+    parse_cpus,
+    parse_memory,
+    parse_memory_swap,
+    resolve_limits,
+    sweep,
+)
 
 MiB = 1 << 20
 REPO = Path(__file__).resolve().parents[1]
@@ -194,8 +207,8 @@ def test_v2_controllers_that_cannot_be_handed_down_are_reported():
     fs = Busy([("/sys/fs/cgroup", 2, ("memory", "pids"))])
     cg = Cgroup.create("c1", Limits(pids=50), fs=fs)
     assert cg.exists and not fs.written("pids.max")
-    assert cg.warnings == ("Your kernel does not support PIDs limit capabilities or the cgroup is not mounted. "
-                           "PIDs limit discarded.",)
+    assert cg.warnings == (("Your kernel does not support PIDs limit capabilities or the cgroup is not mounted. "
+                           "PIDs limit discarded."),)
 
 
 def test_v2_oom_kill_is_read_from_memory_events():
@@ -317,8 +330,8 @@ def test_v1_co_mounted_controllers_and_a_second_mount_of_a_hierarchy():
         "cpu.shares", "cpu.cfs_period_us", "cpu.cfs_quota_us", "memory.limit_in_bytes", "memory.memsw.limit_in_bytes"]
     fs.set("/sys/fs/cgroup/cpu,cpuacct/pybuild/c1/cpuacct.usage", "123456\n")
     assert cg.stats().cpu_usage_ns == 123456
-    assert cg.warnings == ("Your kernel does not support PIDs limit capabilities or the cgroup is not mounted. "
-                           "PIDs limit discarded.",)
+    assert cg.warnings == (("Your kernel does not support PIDs limit capabilities or the cgroup is not mounted. "
+                           "PIDs limit discarded."),)
 
 
 def test_v1_without_swap_accounting_leaves_memsw_alone():
@@ -491,6 +504,23 @@ def test_cpu_quota_and_shares_are_written(cgroup_name):
             assert Path(cpu_dir, "cpu.weight").read_text() == "20\n"
     finally:
         cg.remove()
+
+
+@pytest.mark.parametrize("shares, message", [(1, "the minimum allowed cpu-shares is 2"),
+                                             (300000, "the maximum allowed cpu-shares is 262144")])
+def test_cpu_shares_the_kernel_would_clamp_are_refused_as_runc_does(cgroup_name, shares, message):
+    name = cgroup_name()
+    with pytest.raises(CgroupError) as err:
+        Cgroup.create(name, Limits(cpu_shares=shares))
+    assert str(err.value) == message
+    assert not Cgroup.open(name).exists
+
+
+def test_store_prefix_is_stable_and_differs_per_store(tmp_path):
+    from builder.sandbox.cgroups import store_prefix
+
+    assert store_prefix(tmp_path / "a") == store_prefix(str(tmp_path / "a")) != store_prefix(tmp_path / "b")
+    assert len(store_prefix(tmp_path) + "f" * 64) <= 128
 
 
 def test_sweep_removes_a_forgotten_cgroup_with_its_process(cgroup_name):

@@ -144,7 +144,7 @@ def resolve_limits(limits: Limits, *, ncpu: int | None = None, swap_limit: bool 
 
 
 def limits_from_flags(*, memory: str = "", memory_swap: str = "", cpus: str = "", cpu_shares: int = 0,
-                      pids_limit: int = 0, ncpu: int | None = None, fs: "HostFS | None" = None) -> Limits:
+                      pids_limit: int = 0, ncpu: int | None = None, fs: HostFS | None = None) -> Limits:
     """``docker run``'s resource flags (as typed) to checked ``Limits`` with docker's defaults applied."""
     limits = Limits(
         memory=parse_memory(memory, flag="-m, --memory") if memory else 0,
@@ -155,7 +155,7 @@ def limits_from_flags(*, memory: str = "", memory_swap: str = "", cpus: str = ""
     return resolve_limits(limits, ncpu=ncpu, swap_limit=swap_limit)
 
 
-def swap_accounting(fs: "HostFS | None" = None) -> bool:
+def swap_accounting(fs: HostFS | None = None) -> bool:
     """Whether the memory controller here can limit memory+swap (v1 ``memsw`` files; v2 ``memory.swap.max``)."""
     fs = fs or HostFS()
     for h in hierarchies(fs):
@@ -323,14 +323,14 @@ class Cgroup:
     # -- finding and making --
 
     @classmethod
-    def open(cls, name: str, *, fs: HostFS | None = None) -> "Cgroup":
+    def open(cls, name: str, *, fs: HostFS | None = None) -> Cgroup:
         """The cgroup ``name`` as ``create`` placed it (it need not exist: removing it is then a no-op)."""
         _check_name(name)
         fs = fs or HostFS()
         return cls(name, tuple((h, f"{h.own_dir}/{PARENT}/{name}") for h in hierarchies(fs)), fs)
 
     @classmethod
-    def create(cls, name: str, limits: Limits = Limits(), *, fs: HostFS | None = None) -> "Cgroup":
+    def create(cls, name: str, limits: Limits = Limits(), *, fs: HostFS | None = None) -> Cgroup:
         """Make the cgroup and write ``limits`` (already resolved: see ``resolve_limits``).  A leftover empty
         cgroup of that name is replaced (its limits may differ); one with processes is in use: an error."""
         group = cls.open(name, fs=fs)
@@ -389,6 +389,7 @@ class Cgroup:
                               UNLIMITED_V1_MEMORY if limits.memory_swap < 0 else str(limits.memory_swap))
             elif key == "cpu.shares":
                 self._set(path, "cpu.shares", str(limits.cpu_shares))
+                self._check_shares(path, limits.cpu_shares)
             elif key == "cpu.quota":
                 self._set(path, "cpu.cfs_period_us", str(CPU_PERIOD))
                 self._set(path, "cpu.cfs_quota_us", str(limits.cpu_quota))
@@ -396,6 +397,14 @@ class Cgroup:
                 self._set(path, "pids.max", str(limits.pids))
             done.add(key)
         return done
+
+    def _check_shares(self, path: str, shares: int) -> None:
+        """The kernel clamps cpu.shares to 2..262144 silently; runc reads it back and refuses, so do we."""
+        got = _int_or(_read_or(self.fs, f"{path}/cpu.shares"))
+        if 0 < got < shares:
+            raise CgroupError(f"the maximum allowed cpu-shares is {got}")
+        if got > shares:
+            raise CgroupError(f"the minimum allowed cpu-shares is {got}")
 
     def _limit_v2(self, path: str, limits: Limits) -> set[str]:
         """runc's cgroup v2 conversions (swap is what comes on top of memory, shares map onto 1..10000), into
@@ -560,6 +569,14 @@ def cpu_weight(shares: int) -> int:
     return 1 + ((shares - 2) * 9999) // 262142
 
 
+def store_prefix(store_root) -> str:
+    """A name prefix of one store's cgroups (``<prefix><container id>``), so that ``sweep`` run for one store
+    leaves the cgroups of another store on the same host alone."""
+    import hashlib
+
+    return hashlib.sha256(os.path.realpath(os.fspath(store_root)).encode()).hexdigest()[:12] + "-"
+
+
 def names(*, fs: HostFS | None = None) -> set[str]:
     """Names of the ``pybuild/*`` cgroups under our own cgroups, in any hierarchy."""
     fs = fs or HostFS()
@@ -621,6 +638,23 @@ def _keyed(text: str) -> dict[str, int]:
     return out
 
 
-__all__ = ["Cgroup", "CgroupError", "CgroupStats", "HostFS", "Hierarchy", "LimitError", "Limits", "cpu_weight",
-           "hierarchies", "limits_from_flags", "names", "parse_cpus", "parse_memory", "parse_memory_swap",
-           "resolve_limits", "sweep", "swap_accounting"]
+__all__ = [
+    "Cgroup",
+    "CgroupError",
+    "CgroupStats",
+    "Hierarchy",
+    "HostFS",
+    "LimitError",
+    "Limits",
+    "cpu_weight",
+    "hierarchies",
+    "limits_from_flags",
+    "names",
+    "parse_cpus",
+    "parse_memory",
+    "parse_memory_swap",
+    "resolve_limits",
+    "store_prefix",
+    "swap_accounting",
+    "sweep",
+]

@@ -55,6 +55,18 @@ def setns(fd: int, flags: int) -> None:
         raise OSError(err, f"setns: {os.strerror(err)}")
 
 
+def preload(sys_: Syscalls, filt) -> None:
+    """Everything the seccomp filter needs, loaded (and compiled, where the kernel seam can) while the
+    host's files are still reachable: after setns(mnt) only the container's are."""
+    if filt is None:
+        sys_.load_libraries()
+        return
+    try:
+        sys_.load_libraries(seccomp=filt)
+    except TypeError:                   # a kernel seam that compiles at load time only
+        sys_.load_libraries()
+
+
 def join_cgroups(procs_files) -> None:
     for path in procs_files:
         try:
@@ -163,9 +175,9 @@ def main(argv: list[str] | None = None) -> None:
         if os.getppid() != payload["parent"]:
             os._exit(SETUP_FAILED)          # the caller died before PDEATHSIG was armed
         sys_.prctl(PR_SET_DUMPABLE, 0)
-        sys_.load_libraries()
         top_cap = last_cap()
         filt = build_filter(spec["caps"]) if spec["seccomp"] and not spec["privileged"] else None
+        preload(sys_, filt)
         limits = container_limits(payload["pid"])
         join_cgroups(payload["cgroup_procs"])
         try:

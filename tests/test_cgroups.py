@@ -195,6 +195,23 @@ def test_v2_own_cgroup_with_processes_nests_under_the_nearest_ancestor_that_can_
     assert Cgroup.open("c1", fs=fs).dirs == cg.dirs
 
 
+def test_v2_controllers_a_slice_does_not_hand_down_yet_are_enabled_on_the_way_down():
+    fs = FakeCgroupFS([("/sys/fs/cgroup", 2, ("cpu", "memory", "pids"))], {"/sys/fs/cgroup": "/user.slice/s.scope"})
+    fs.add_process(4242, "/sys/fs/cgroup/user.slice/s.scope")
+    fs.set("/sys/fs/cgroup/user.slice/cgroup.subtree_control", "memory pids\n")     # systemd: no cpu here
+    fs.write("/sys/fs/cgroup/cgroup.subtree_control", "-cpu")
+    fs.writes.clear()
+    cg = Cgroup.create("c1", FULL, fs=fs)
+    assert fs.written("cgroup.subtree_control") == [
+        ("/sys/fs/cgroup/cgroup.subtree_control", "+cpu"),
+        ("/sys/fs/cgroup/user.slice/cgroup.subtree_control", "+cpu"),
+        ("/sys/fs/cgroup/user.slice/pybuild/cgroup.subtree_control", "+memory"),
+        ("/sys/fs/cgroup/user.slice/pybuild/cgroup.subtree_control", "+cpu"),
+        ("/sys/fs/cgroup/user.slice/pybuild/cgroup.subtree_control", "+pids")]
+    assert fs.written("cpu.max") == [("/sys/fs/cgroup/user.slice/pybuild/c1/cpu.max", "150000 100000")]
+    assert cg.warnings == ()
+
+
 def test_v2_controllers_that_cannot_be_handed_down_are_reported():
     """A namespace root that holds processes (a container's own cgroup seen through its cgroup namespace)
     cannot delegate: the cgroup is still made, without the limit, with docker's warning."""

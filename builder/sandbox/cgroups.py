@@ -271,13 +271,21 @@ def hierarchies(fs: HostFS) -> tuple[Hierarchy, ...]:
         own = "" if rel == "." else rel
         if version == 2:
             own = _v2_nest(fs, point, own)
-            base = os.path.join(point, own) if own else point
-            try:
-                controllers = frozenset(fs.read(f"{base}/cgroup.controllers").split())
+            try:        # what the root has can be handed down to us (ancestors get it enabled on the way)
+                controllers = frozenset(fs.read(f"{point}/cgroup.controllers").split())
             except OSError:
                 controllers = frozenset()
         found.append(Hierarchy(version, controllers, point, own))
     return tuple(found)
+
+
+def _path_down(mountpoint: str, rel: str) -> list[str]:
+    """The directories from the hierarchy's root down to ``rel`` (both included)."""
+    out, current = [mountpoint], mountpoint
+    for part in [p for p in rel.split("/") if p]:
+        current = f"{current}/{part}"
+        out.append(current)
+    return out
 
 
 def _v2_nest(fs: HostFS, mountpoint: str, own: str) -> str:
@@ -344,7 +352,8 @@ class Cgroup:
                 parent = os.path.dirname(path)
                 try:
                     if h.version == 2:
-                        group._enable_v2_controllers(h, h.own_dir)
+                        for directory in _path_down(h.mountpoint, h.own_path):
+                            group._enable_v2_controllers(h, directory)
                     group.fs.mkdir(parent)
                     if h.version == 2:
                         group._enable_v2_controllers(h, parent)
@@ -362,8 +371,9 @@ class Cgroup:
         return group
 
     def _enable_v2_controllers(self, h: Hierarchy, directory: str) -> None:
-        """Let ``directory``'s children use memory, cpu and pids where it has them.  A cgroup with processes
-        of its own cannot hand controllers down (EBUSY): those limits are then not applied (see warnings)."""
+        """Let ``directory``'s children use memory, cpu and pids where it has them (a systemd slice may not
+        hand all of them down yet).  A cgroup with processes of its own cannot hand controllers down (EBUSY):
+        those limits are then not applied (see warnings)."""
         try:
             enabled = set(self.fs.read(f"{directory}/cgroup.subtree_control").split())
             available = set(self.fs.read(f"{directory}/cgroup.controllers").split())

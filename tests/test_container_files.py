@@ -347,3 +347,16 @@ def test_commit_pauses_a_running_container_in_its_freezer_cgroup(image, running,
         Path(parent, "cgroup.procs").write_text(str(running.pid))
         Path(group, "freezer.state").write_text("THAWED")
         os.rmdir(group)
+
+
+def test_a_container_of_an_image_without_layers(tmp_path, source):
+    upper, work = tmp_path / "c" / "upper", tmp_path / "c" / "work"
+    upper.mkdir(parents=True)
+    work.mkdir()
+    empty = ContainerFiles((), str(upper), str(work), name="scratchy")
+    copy_in(empty, str(source / "a.txt"), "/a.txt")
+    assert (upper / "a.txt").read_text() == "A"
+    buf = io.BytesIO()
+    export(empty, buf)
+    assert tar_names(buf.getvalue()) == ["a.txt"]
+    assert mounts_mentioning(str(tmp_path)) == [] and sorted(os.listdir(tmp_path / "c")) == ["upper", "work"]

@@ -450,8 +450,12 @@ class _Worker:
         mountpoint = os.path.join(self.scratch, "root")
         os.mkdir(mountpoint, 0o755)
         if self.writable:
-            plan = plan_overlay(self.view.lower_dirs, self.view.upper_dir, self.view.work_dir,
-                                os.path.join(self.scratch, "l"), kernel_feature_options())
+            lowers = self.view.lower_dirs
+            if not lowers:                  # an image without layers: overlay still needs a lower dir
+                lowers = (os.path.join(self.scratch, "empty"),)
+                os.mkdir(lowers[0], 0o755)
+            plan = plan_overlay(lowers, self.view.upper_dir, self.view.work_dir, os.path.join(self.scratch, "l"),
+                                kernel_feature_options())
         else:
             layers = (self.view.upper_dir, *self.view.lower_dirs)
             if len(layers) == 1:

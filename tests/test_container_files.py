@@ -29,6 +29,7 @@ from builder.runtime.files import (
     copy_in,
     copy_out,
     export,
+    human_size,
     prepare_copy,
     preserve_trailing,
     rebaser,
@@ -126,6 +127,11 @@ def source(tmp_path):
 
 
 # --- the path rules -------------------------------------------------------------------------------
+def test_human_size_is_docker_s():
+    assert [human_size(n) for n in (0, 512, 2048, 1_000_000, 123_456_789)] == ["0B", "512B", "2.05kB", "1MB",
+                                                                                "123MB"]
+
+
 def test_go_path_helpers():
     assert split_dir_entry("/a/b/.") == ("/a/b", ".")
     assert split_dir_entry("/a/b/") == ("/a", "b")
@@ -158,7 +164,9 @@ def test_prepare_copy_is_docker_s(src, dst, want):
 
 
 def test_copy_in_follows_docker_cp_rules(view, source):
-    copy_in(view, str(source), "/tmp")                          # dir into an existing dir: nested
+    stats = copy_in(view, str(source), "/tmp")                  # dir into an existing dir: nested
+    assert stats.content == 2 and stats.transferred > 2048       # docker: file sizes, tar bytes
+    assert stats.summary("ctr:/tmp").startswith("Successfully copied 2B (transferred ")
     copy_in(view, str(source), "/newdir")                       # dir to a new name: its contents
     copy_in(view, str(source) + "/.", "/root")                  # "/.": the contents into the dir
     copy_in(view, str(source / "a.txt"), "/etc/renamed.txt")    # file to a new name
@@ -193,7 +201,9 @@ def test_copy_out_follows_docker_cp_rules(view, tmp_path):
     assert set(host_tree(out / "etc")) == {"passwd", "group"}
     copy_out(view, "/etc/.", str(out / "etc-copy"))                  # to a new name
     assert (out / "etc-copy" / "group").read_text().startswith("root:x:0:")
-    copy_out(view, "etc/passwd", str(out / "pw"))                    # relative to /, file to a new name
+    stats = copy_out(view, "etc/passwd", str(out / "pw"))            # relative to /, file to a new name
+    size = (out / "pw").stat().st_size
+    assert stats.content == size and stats.summary(str(out / "pw")).startswith(f"Successfully copied {size}B (")
     assert (out / "pw").read_text().startswith("root:")
     copy_out(view, "/bin/sh", str(out))                              # a symlink is copied as a symlink
     assert os.readlink(out / "sh") == "busybox"

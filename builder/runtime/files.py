@@ -531,35 +531,58 @@ class _Worker:
             self.scratch = None
 
 
+class _Counted:
+    """A pipe that counts the bytes through it (docker's "transferred" size)."""
+
+    def __init__(self, pipe):
+        self.pipe, self.count = pipe, 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.pipe.read(size)
+        self.count += len(data)
+        return data
+
+    def write(self, data) -> int:
+        written = self.pipe.write(data)
+        self.count += len(data)
+        return written
+
+    def flush(self) -> None:
+        self.pipe.flush()
+
+
 def _run_simple(view: ContainerFiles, job: dict, **kw) -> dict:
     worker = _Worker(view, job, **kw)
     worker.start()
     return worker.finish()
 
 
-def _read_from(view: ContainerFiles, job: dict, consume, **kw) -> None:
-    """Run a worker that writes a stream; ``consume(pipe)`` reads it."""
+def _read_from(view: ContainerFiles, job: dict, consume, **kw) -> int:
+    """Run a worker that writes a stream; ``consume(pipe)`` reads it.  Returns the stream's size."""
     worker = _Worker(view, job, **kw)
     proc = worker.start(stdout=subprocess.PIPE)
     error = None
+    pipe = _Counted(proc.stdout)
     try:
-        consume(proc.stdout)
+        consume(pipe)
     except (tarfile.TarError, OSError, ContainerError) as err:
         error = err if isinstance(err, ContainerError) else ContainerError(f"copy failed: {err}")
     except BaseException:
         worker.close()
         raise
     worker.finish(error)
+    return pipe.count
 
 
-def _write_to(view: ContainerFiles, job: dict, produce, **kw) -> None:
-    """Run a worker that reads a stream; ``produce(pipe)`` writes it."""
+def _write_to(view: ContainerFiles, job: dict, produce, **kw) -> int:
+    """Run a worker that reads a stream; ``produce(pipe)`` writes it.  Returns the stream's size."""
     worker = _Worker(view, job, **kw)
     proc = worker.start(stdin=subprocess.PIPE)
     error = None
+    pipe = _Counted(proc.stdin)
     try:
         try:
-            produce(proc.stdin)
+            produce(pipe)
         finally:
             try:
                 proc.stdin.close()
@@ -573,6 +596,7 @@ def _write_to(view: ContainerFiles, job: dict, produce, **kw) -> None:
         worker.close()
         raise
     worker.finish(error)
+    return pipe.count
 
 
 def _container_path(path: str) -> str:
@@ -593,10 +617,36 @@ def _copy_stream(src: BinaryIO, dst: BinaryIO) -> None:
 
 
 # --- the API ---------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class CopyStats:
+    """What ``docker cp`` reports: the content's size and the bytes of tar that crossed over."""
+
+    content: int
+    transferred: int
+
+    def summary(self, dest: str) -> str:
+        """docker's closing line (on stderr): ``Successfully copied 2.05kB to /tmp/x``."""
+        if self.content != self.transferred:
+            return (f"Successfully copied {human_size(self.content)} (transferred {human_size(self.transferred)}) "
+                    f"to {dest}")
+        return f"Successfully copied {human_size(self.content)} to {dest}"
+
+
+def human_size(size: float) -> str:
+    """go-units' HumanSizeWithPrecision(size, 3): decimal units, three significant digits."""
+    units = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
+    index = 0
+    while size >= 1000 and index < len(units) - 1:
+        size /= 1000
+        index += 1
+    return f"{size:.3g}{units[index]}"
+
+
 def copy_out(view: ContainerFiles, path: str, dest: str, *, follow_link: bool = False,
-             stdout: BinaryIO | None = None) -> None:
+             stdout: BinaryIO | None = None) -> CopyStats:
     """``docker cp CONTAINER:path dest``: ``dest`` a host path, or ``-`` for a tar stream on
-    ``stdout`` (default: this process's).  Files on the host get the caller's uid/gid, as docker's."""
+    ``stdout`` (default: this process's).  Files on the host get the caller's uid/gid, as docker's.
+    Returns the sizes docker's summary line shows."""
     if not path:
         raise ContainerError("source can not be empty")
     src_path = _container_path(path)
@@ -623,10 +673,10 @@ def copy_out(view: ContainerFiles, path: str, dest: str, *, follow_link: bool = 
     if dest == "-":
         out = stdout if stdout is not None else sys.stdout.buffer
         if rebase_name:
-            _read_from(view, job, lambda pipe: _rebase_stream(pipe, out, go_base(src_path), rebase_name))
+            sent = _read_from(view, job, lambda pipe: _rebase_stream(pipe, out, go_base(src_path), rebase_name))
         else:
-            _read_from(view, job, lambda pipe: _copy_stream(pipe, out))
-        return
+            sent = _read_from(view, job, lambda pipe: _copy_stream(pipe, out))
+        return CopyStats(sent, sent)
     dest = os.path.abspath(dest) + ("/" if dest.endswith("/") and dest != "/" else "")
     src = CopyInfo(src_path, True, info["is_dir"], rebase_name)
     dst = host_destination(dest)
@@ -634,7 +684,8 @@ def copy_out(view: ContainerFiles, path: str, dest: str, *, follow_link: bool = 
     if rebase_name:
         first = rebaser(split_dir_entry(src_path)[1], rebase_name)
         rename = (lambda name: rename_after(first(name))) if (rename_after := rename) else first
-    _read_from(view, job, lambda pipe: extract(pipe, dst_dir, rename=rename, keep_owner=False))
+    sent = _read_from(view, job, lambda pipe: extract(pipe, dst_dir, rename=rename, keep_owner=False))
+    return CopyStats(sent if info["is_dir"] else info["size"], sent)
 
 
 def _rebase_stream(src: BinaryIO, out: BinaryIO, old: str, new: str) -> None:
@@ -650,12 +701,13 @@ def _rebase_stream(src: BinaryIO, out: BinaryIO, old: str, new: str) -> None:
 
 
 def copy_in(view: ContainerFiles, src: str, path: str, *, archive: bool = False, user: str = "",
-            follow_link: bool = False, stdin: BinaryIO | None = None) -> None:
+            follow_link: bool = False, stdin: BinaryIO | None = None) -> CopyStats:
     """``docker cp src CONTAINER:path``: ``src`` a host path, or ``-`` for a tar stream read from
     ``stdin`` (default: this process's) and extracted into the directory ``path``.
 
     As with docker, what lands in the container is owned by root (0:0); with ``archive`` (``-a``)
     by the container's configured ``user`` (resolved in its /etc/passwd and /etc/group) if it has one.
+    Returns the sizes docker's summary line shows.
     """
     if not src:
         raise ContainerError("source can not be empty")
@@ -678,8 +730,8 @@ def copy_in(view: ContainerFiles, src: str, path: str, *, archive: bool = False,
         if not dst.is_dir:
             raise ContainerError(f'destination "{view.name}:{path}" must be a directory')
         source = stdin if stdin is not None else sys.stdin.buffer
-        _write_to(view, dict(job, path=dst.path), lambda pipe: _copy_stream(source, pipe), writable=True)
-        return
+        sent = _write_to(view, dict(job, path=dst.path), lambda pipe: _copy_stream(source, pipe), writable=True)
+        return CopyStats(sent, sent)
     host_src = os.path.abspath(src) + ("/." if _specifies_current_dir(src) else "/" if src.endswith("/") else "")
     resolved, rebase_name = _host_source(host_src, follow_link)
     try:
@@ -694,11 +746,28 @@ def copy_in(view: ContainerFiles, src: str, path: str, *, archive: bool = False,
     first = rebase_name or src_base
     final = rename(first) if rename is not None else first
 
+    source_path = os.path.join(src_dir, src_base) if src_base != "." else src_dir
+
     def produce(pipe):
         with _open_tar_writer(pipe) as tar:
-            _tar_add(tar, os.path.join(src_dir, src_base) if src_base != "." else src_dir, final)
+            _tar_add(tar, source_path, final)
 
-    _write_to(view, dict(job, path=dst_dir), produce, writable=True)
+    sent = _write_to(view, dict(job, path=dst_dir), produce, writable=True)
+    return CopyStats(_content_size(source_path), sent)
+
+
+def _content_size(path: str) -> int:
+    """docker's localContentSize: the sizes of the regular files at or below ``path``."""
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        return st.st_size if stat.S_ISREG(st.st_mode) else 0
+    total = 0
+    for dirpath, _, filenames in os.walk(path):
+        for name in filenames:
+            file_st = os.lstat(os.path.join(dirpath, name))
+            if stat.S_ISREG(file_st.st_mode):
+                total += file_st.st_size
+    return total
 
 
 def _host_source(path: str, follow_link: bool) -> tuple[str, str]:
@@ -864,12 +933,14 @@ def commit(store, view: ContainerFiles, image_id: str, *, changes=(), message: s
 __all__ = [
     "ContainerFiles",
     "CopyInfo",
+    "CopyStats",
     "commit",
     "copy_in",
     "copy_out",
     "export",
     "extract",
     "host_destination",
+    "human_size",
     "prepare_copy",
     "preserve_trailing",
     "rebaser",

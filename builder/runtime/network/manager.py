@@ -418,7 +418,7 @@ class NetworkManager:
         prefix = ipaddress.ip_network(network.subnet).prefixlen
         endpoint = Endpoint(**base, netns=str(self.netns_dir / container_id), ip=str(address), prefix=prefix,
                             gateway=network.gateway, mac="02:42:" + ":".join(f"{b:02x}" for b in address.packed),
-                            veth="pyv" + (veth_id or container_id)[:12], bridge=network.bridge,
+                            veth="pyv" + (veth_id or secrets.token_hex(6))[:12], bridge=network.bridge,
                             ports=self._resolve_ports(ports))
         self.state.save_endpoint(endpoint)       # first: whatever is made next can be found and undone
         try:

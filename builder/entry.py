@@ -15,6 +15,13 @@ def main() -> None:
         code = fast_build(probe)
         if code is not None:
             sys.exit(code)
+    if "run" in args[:4] and "--help" not in args and "-h" not in args[:args.index("run")]:
+        from .runtime.fastrun import fast_run
+
+        code = fast_run(args)
+        if code is not None:
+            sys.stdout.flush()
+            sys.exit(code)
     from .cli import run
 
     run()

@@ -89,93 +89,6 @@ def _run_options(f):
     return f
 
 
-def _duration(text):
-    if text is None:
-        return None
-    from ..runtime.durations import parse_duration
-
-    return parse_duration(text)
-
-
-def _options(kw) -> "RunOptions":  # noqa: F821
-    from ..runtime.createspec import RunOptions
-
-    return RunOptions(
-        name=kw["name"], env=kw["env"], env_files=kw["env_files"], workdir=kw["workdir"], user=kw["user"],
-        entrypoint=kw["entrypoint"], hostname=kw["hostname"], interactive=kw["interactive"], tty=kw["tty"],
-        rm=kw["rm"], network=kw["network"], network_aliases=kw["network_aliases"], publish=kw["publish"],
-        publish_all=kw["publish_all"], expose=kw["expose"], volumes=kw["volumes"], mounts=kw["mounts"],
-        tmpfs=kw["tmpfs"], memory=kw["memory"], memory_swap=kw["memory_swap"], cpus=kw["cpus"],
-        cpu_shares=kw["cpu_shares"], pids_limit=kw["pids_limit"], read_only=kw["read_only"], cap_add=kw["cap_add"],
-        cap_drop=kw["cap_drop"], privileged=kw["privileged"], devices=kw["devices"], init=kw["init"],
-        restart=kw["restart"], security_opt=kw["security_opt"], labels=kw["labels"], add_hosts=kw["add_hosts"],
-        dns=kw["dns"], stop_signal=kw["stop_signal"], stop_timeout=kw["stop_timeout"], health_cmd=kw["health_cmd"],
-        health_interval=_duration(kw["health_interval"]), health_timeout=_duration(kw["health_timeout"]),
-        health_retries=kw["health_retries"], health_start_period=_duration(kw["health_start_period"]),
-        no_healthcheck=kw["no_healthcheck"], ulimits=kw["ulimits"], shm_size=kw["shm_size"])
-
-
-def _image(root: str, image: str, pull_policy: str, platform: str | None):
-    """The image's id and config, pulled first when missing (docker's messages, on stderr)."""
-    from cache import Store
-
-    from ..errors import ImageNotFound
-    from ..images.service import load_config, resolve_image
-
-    store = Store.open(root)
-    if pull_policy != "always":
-        try:
-            image_id, _ = resolve_image(store, image)
-            return image_id, load_config(store, image_id)
-        except ImageNotFound:
-            if pull_policy == "never":
-                raise
-    from ..image.platform import parse_platform
-    from ..registry.progress import TransferProgress
-    from ..registry.pull import pull
-
-    if pull_policy != "always":
-        click.echo(f"Unable to find image '{_familiar(image)}' locally", err=True)
-    result = pull(store, image, platform=parse_platform(platform) if platform else None,
-                  strict_platform=platform is not None, progress=TransferProgress("auto", out=sys.stderr))
-    image_id, _ = resolve_image(store, result.name if hasattr(result, "name") else image)
-    return image_id, load_config(store, image_id)
-
-
-def _familiar(image: str) -> str:
-    from ..image.reference import parse_normalized_named
-
-    try:
-        ref = parse_normalized_named(image)
-    except Exception:  # noqa: BLE001
-        return image
-    text = ref.familiar
-    return text if (ref.tag or ref.digest) else f"{text}:latest"
-
-
-def _create(ctx, image, command, kw) -> tuple[str, str]:
-    from ..runtime.containers import NAME_RE
-    from ..runtime.createspec import build_config
-    from ..runtime.errors import ContainerError
-
-    root, containers = _containers(ctx)
-    options = _options(kw)
-    if options.name and not NAME_RE.match(options.name):
-        raise ContainerError(f'Invalid container name ({options.name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed')
-    image_id, image_config = _image(root, image, kw["pull_policy"], kw["platform"])
-    name = options.name.lstrip("/") or containers.new_name()
-    config = build_config(root, image, image_id, image_config, tuple(command), options, name=name)
-    from cache import Store
-
-    Store.open(root).pin(f"container-{config.id}", [image_id])
-    try:
-        containers.create(config)
-    except BaseException:
-        Store.open(root).unpin(f"container-{config.id}")
-        raise
-    return root, config.id
-
-
 @main.command("create", context_settings={"allow_interspersed_args": False})
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
@@ -183,7 +96,9 @@ def _create(ctx, image, command, kw) -> tuple[str, str]:
 @click.pass_context
 def create_command(ctx, image, command, **kw):
     """Create a new container."""
-    _, cid = _create(ctx, image, command, kw)
+    from ..runtime.runcmd import create_container
+
+    _, cid = create_container(_root(ctx), image, command, kw)
     click.echo(cid)
 
 
@@ -196,79 +111,11 @@ def create_command(ctx, image, command, **kw):
 @click.pass_context
 def run_command(ctx, image, command, detach, sig_proxy, **kw):
     """Run a command in a new container."""
-    from ..runtime.errors import ContainerError
+    from ..runtime.runcmd import run_container
 
-    if detach and kw["rm"] and False:
-        pass
-    root, cid = _create(ctx, image, command, kw)
-    if detach:
-        _start(root, cid, attach=False)
-        click.echo(cid)
-        return
-    code = _start(root, cid, attach=True, stdin=kw["interactive"], tty=kw["tty"], sig_proxy=sig_proxy)
-    if code is None:
-        return
-    sys.exit(code)
-
-
-def _start(root: str, cid: str, *, attach: bool, stdin: bool = False, tty: bool = False,
-           sig_proxy: bool = True) -> int | None:
-    """Start ``cid``; attached: relay its streams and return its exit code (None when detached)."""
-    from ..runtime import attach as attach_mod
-    from ..runtime.attachclient import relay, terminal_size
-    from ..runtime.containers import ContainerStore
-    from ..runtime.errors import ContainerError
-    from ..runtime.lifecycle import start_container
-
-    config = ContainerStore(root).config(cid)
-    started = start_container(root, cid, wait_attach=attach, winsize=terminal_size() if config.tty else None)
-    if not attach:
-        started.wait()
-        return None
-    sock = attach_mod.connect(started.sock_path, stdin=stdin)
-    try:
-        started.wait()
-    except ContainerError as err:
-        sock.close()
-        _start_error(err)
-    restore = _proxy_signals(root, cid) if sig_proxy and not config.tty else None
-    try:
-        code = relay(sock, tty=config.tty, stdin=stdin)
-    finally:
-        sock.close()
-        if restore:
-            restore()
-    if code is None:
-        from ..runtime.lifecycle import wait_stopped
-
-        state = ContainerStore(root).state(cid)
-        if state.running:
-            return None          # detached
-        wait_stopped(root, cid, 5)
-        return ContainerStore(root).state(cid).exit_code
-    return code
-
-
-def _start_error(err):
-    click.echo(f"error: {err.message}", err=True)
-    sys.exit(getattr(err, "exit_code", 125) or 125)
-
-
-def _proxy_signals(root: str, cid: str):
-    """docker run's sig-proxy: SIGINT/SIGTERM/... received by the CLI go to the container."""
-    import signal as sig
-
-    from ..runtime.lifecycle import kill_container
-
-    def forward(signum, _frame):
-        try:
-            kill_container(root, cid, signum, stopping=False)
-        except Exception:  # noqa: BLE001
-            pass
-
-    saved = {s: sig.signal(s, forward) for s in (sig.SIGINT, sig.SIGTERM, sig.SIGHUP, sig.SIGQUIT, sig.SIGUSR1,
-                                                  sig.SIGUSR2)}
-    return lambda: [sig.signal(s, h) for s, h in saved.items()]
+    code = run_container(_root(ctx), image, command, detach=detach, sig_proxy=sig_proxy, kw=kw)
+    if code is not None:
+        sys.exit(code)
 
 
 @main.command("start")
@@ -279,6 +126,7 @@ def _proxy_signals(root: str, cid: str):
 def start_command(ctx, containers, attach, interactive):
     """Start one or more stopped containers."""
     from ..runtime.errors import ContainerError
+    from ..runtime.runcmd import start_container_cli
 
     root, store = _containers(ctx)
     failed = False
@@ -291,11 +139,11 @@ def start_command(ctx, containers, attach, interactive):
                     click.echo(ref)
                 continue
             if attach or interactive:
-                code = _start(root, cid, attach=True, stdin=interactive, tty=store.config(cid).tty)
+                code = start_container_cli(root, cid, attach=True, stdin=interactive, tty=store.config(cid).tty)
                 if code is not None:
                     sys.exit(code)
                 return
-            _start(root, cid, attach=False)
+            start_container_cli(root, cid, attach=False)
             click.echo(ref)
         except ContainerError as err:
             click.echo(f"error: {err.message}", err=True)
@@ -321,7 +169,9 @@ def attach_command(ctx, container, no_stdin, sig_proxy):
     if not state.running:
         raise ContainerConflict("You cannot attach to a stopped container, start it first", container)
     sock = attach_mod.connect(store.path(cid, "attach.sock"), stdin=config.open_stdin and not no_stdin)
-    restore = _proxy_signals(root, cid) if sig_proxy and not config.tty else None
+    from ..runtime.runcmd import proxy_signals
+
+    restore = proxy_signals(root, cid) if sig_proxy and not config.tty else None
     try:
         code = relay(sock, tty=config.tty, stdin=config.open_stdin and not no_stdin)
     finally:
@@ -369,8 +219,10 @@ def restart_command(ctx, containers, timeout):
     from ..runtime.lifecycle import stop_container
 
     def restart(root, store, cid):
+        from ..runtime.runcmd import start_container_cli
+
         stop_container(root, cid, timeout)
-        _start(root, cid, attach=False)
+        start_container_cli(root, cid, attach=False)
 
     _each(ctx, containers, restart)
 
@@ -469,6 +321,8 @@ def logs_command(ctx, container, follow, timestamps, tail, since):
     """Fetch the logs of a container."""
     import time
 
+    from ..runtime.durations import parse_duration
+
     from ..runtime.lifecycle import monitor_alive
     from ..runtime.logs import read_entries
 
@@ -476,7 +330,7 @@ def logs_command(ctx, container, follow, timestamps, tail, since):
     cid = store.resolve(container)
     since_ts = 0.0
     if since:
-        since_ts = time.time() - _duration(since) if since[-1].isalpha() else float(since)
+        since_ts = time.time() - parse_duration(since) if since[-1].isalpha() else float(since)
 
     def running() -> bool:
         state = store.state(cid)

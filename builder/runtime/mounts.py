@@ -473,7 +473,8 @@ def _resolve(wanted: list[MountRequest], volumes, rootfs_view) -> ResolvedMounts
                                          rw=not request.readonly, propagation=request.propagation or "rprivate"))
             elif request.type == "tmpfs":
                 tmpfs.append(TmpfsMount(request.target, size=request.tmpfs_size, mode=request.tmpfs_mode or 0o1777,
-                                        readonly=request.readonly))
+                                        readonly=request.readonly, noexec="noexec" in request.tmpfs_options,
+                                        nodev="nodev" in request.tmpfs_options))
                 if request.origin == "--mount":
                     points.append(MountPoint("tmpfs", request.target, rw=not request.readonly))
             else:

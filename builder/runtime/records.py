@@ -81,6 +81,8 @@ class Mount:
     name: str = ""       # the volume's name
     size: int = 0        # tmpfs size
     mode: int = 0o1777   # tmpfs mode
+    noexec: bool = False  # tmpfs flags (docker's --tmpfs: noexec,nosuid,nodev by default)
+    nodev: bool = False
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,8 @@ def prepare_start(root, container_id: str) -> dict:
     _write(resolv, resolv_text)
     start: dict = {"network": "", "cgroup": ""}
     binds = [BindMount(m.source, m.destination, m.readonly) for m in config.mounts if m.type in ("bind", "volume")]
-    tmpfs = [TmpfsMount(m.destination, m.size, m.mode, m.readonly) for m in config.mounts if m.type == "tmpfs"]
+    tmpfs = [TmpfsMount(m.destination, m.size, m.mode, m.readonly, m.noexec, m.nodev) for m in config.mounts
+             if m.type == "tmpfs"]
     argv = config.argv
     if config.init:
         binds.append(BindMount(find_init(), INIT_PATH, True))

@@ -52,7 +52,8 @@ def mount_all(sys, spec: RunSpec, layout: RunLayout, stubs: StubRecorder, secret
                 sys.mount(m.source, target, None, MS_BIND | MS_REC)
         elif isinstance(m, TmpfsMount):
             data = f"mode={m.mode:o}" + (f",size={m.size}" if m.size else "")
-            sys.mount("tmpfs", stubs.ensure(m.target, True), "tmpfs", MS_NOSUID | (MS_RDONLY if m.readonly else 0),
+            sys.mount("tmpfs", stubs.ensure(m.target, True), "tmpfs", MS_NOSUID | (MS_RDONLY if m.readonly else 0)
+                      | (MS_NOEXEC if m.noexec else 0) | (MS_NODEV if m.nodev else 0),
                       data)
         elif isinstance(m, OverlayMount):
             _mount_view(sys, m, os.path.join(layout.mounts, str(index)), stubs)

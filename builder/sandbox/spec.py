@@ -48,6 +48,8 @@ class TmpfsMount:
     size: int = 0
     mode: int = 0o1777
     readonly: bool = False
+    noexec: bool = False         # docker's --tmpfs defaults (BuildKit's RUN tmpfs has neither)
+    nodev: bool = False
 
     def __post_init__(self):
         _absolute("tmpfs target", self.target)

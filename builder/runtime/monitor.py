@@ -41,7 +41,16 @@ def process_start_time(pid: int) -> int:
 
 
 def is_alive(pid: int, start: int) -> bool:
-    return pid > 0 and start > 0 and process_start_time(pid) == start
+    """The process started at ``start`` still runs (a zombie waiting for its reaper does not count)."""
+    if pid <= 0 or start <= 0:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return False
+    fields = data[data.rindex(b")") + 2:].split()
+    return fields[0] not in (b"Z", b"X") and int(fields[19]) == start
 
 
 class Monitor:

@@ -177,7 +177,7 @@ def test_copy_in_follows_docker_cp_rules(view, source):
     assert Path(f"{upper}/root/sub/b.txt").read_text() == "B"
     assert Path(f"{upper}/etc/renamed.txt").read_text() == "A" and Path(f"{upper}/etc/passwd").read_text() == "A"
     st = os.stat(f"{upper}/tmp/src/a.txt")
-    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o4755)    # root's, mode kept
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (1234, 1234, 0o4755)   # as docker: kept
     with pytest.raises(ContainerError, match="cannot copy directory"):
         copy_in(view, str(source), "/etc/passwd")
     with pytest.raises(ContainerError, match="no such directory"):
@@ -191,7 +191,7 @@ def test_copy_in_archive_mode_uses_the_containers_user(view, source):
     st = os.stat(f"{view.upper_dir}/tmp/a.txt")
     assert (st.st_uid, st.st_gid) == (65534, 65534)
     copy_in(view, str(source / "a.txt"), "/tmp/b.txt", archive=True, user="")
-    assert os.stat(f"{view.upper_dir}/tmp/b.txt").st_uid == 0
+    assert os.stat(f"{view.upper_dir}/tmp/b.txt").st_uid == 1234        # no USER: the host's owner
 
 
 def test_copy_out_follows_docker_cp_rules(view, tmp_path):
@@ -236,7 +236,7 @@ def test_tar_streams_both_ways(view, tmp_path):
     data.seek(0)
     copy_in(view, "-", "/tmp", stdin=data)
     assert Path(f"{view.upper_dir}/tmp/streamed/x.txt").read_text() == "hi"
-    assert os.stat(f"{view.upper_dir}/tmp/streamed/x.txt").st_uid == 0
+    assert os.stat(f"{view.upper_dir}/tmp/streamed/x.txt").st_uid == 777
     with pytest.raises(ContainerError, match='destination "ctr:/etc/passwd" must be a directory'):
         copy_in(view, "-", "/etc/passwd", stdin=io.BytesIO())
 
@@ -370,3 +370,76 @@ def test_a_container_of_an_image_without_layers(tmp_path, source):
     export(empty, buf)
     assert tar_names(buf.getvalue()) == ["a.txt"]
     assert mounts_mentioning(str(tmp_path)) == [] and sorted(os.listdir(tmp_path / "c")) == ["upper", "work"]
+
+
+# --- the same copies with docker itself ------------------------------------------------------------------
+# docker's init layer (under every container's writable layer): not part of our containers' files
+DOCKER_INIT_FILES = {"hostname", "hosts", "mtab", "resolv.conf"}
+
+
+def _entries(data: bytes) -> dict:
+    """A tar's entries as what a user sees: type, mode, owner, link target, content."""
+    out = {}
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        for m in tar.getmembers():
+            content = tar.extractfile(m).read() if m.isreg() else None
+            out[m.name.rstrip("/")] = (m.type, m.mode & 0o7777, m.uid, m.gid, m.linkname if m.issym() else "",
+                                       content)
+    return out
+
+
+def _a_tar() -> bytes:
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        for name, kind in (("streamed", tarfile.DIRTYPE), ("streamed/x.txt", tarfile.REGTYPE)):
+            info = tarfile.TarInfo(name)
+            info.type, info.uid, info.gid, info.mode = kind, 777, 778, 0o750
+            info.size = 2 if kind == tarfile.REGTYPE else 0
+            tar.addfile(info, io.BytesIO(b"hi") if kind == tarfile.REGTYPE else None)
+    return data.getvalue()
+
+
+@pytest.fixture(scope="module")
+def docker_ctr(dockerd, busybox_tar):
+    with open(busybox_tar, "rb") as fh:
+        dockerd.docker("import", "-", "cpref:latest", input=fh.read())
+    name = f"cpref-{random.randint(10 ** 6, 10 ** 7)}"
+    dockerd.docker("create", "--name", name, "cpref:latest", "sh")
+    yield dockerd, name
+    dockerd.docker("rm", "-f", name, check=False)
+
+
+def test_copies_match_docker_cp(docker_ctr, view, source, tmp_path):
+    dockerd, name = docker_ctr
+    cases = [(str(source), "/tmp"), (str(source), "/newdir"), (str(source) + "/.", "/root"),
+             (str(source / "a.txt"), "/etc/renamed.txt"), (str(source / "sub") + "/", "/home/")]
+    for src, dst in cases:
+        dockerd.docker("cp", src, f"{name}:{dst}")
+        copy_in(view, src, dst)
+    for path in ("/tmp", "/newdir", "/root", "/etc/renamed.txt", "/home", "/etc/."):
+        theirs = dockerd.docker("cp", f"{name}:{path}", "-").stdout
+        ours = io.BytesIO()
+        copy_out(view, path, "-", stdout=ours)
+        theirs = {k: v for k, v in _entries(theirs).items() if k.split("/")[-1] not in DOCKER_INIT_FILES}
+        assert _entries(ours.getvalue()) == theirs, path
+    for path, dest in (("/etc", "etc-in"), ("/etc/.", "etc-contents"), ("/bin/sh", "sh"), ("/root", "root-dir")):
+        (tmp_path / "d").mkdir(exist_ok=True)
+        (tmp_path / "o").mkdir(exist_ok=True)
+        dockerd.docker("cp", f"{name}:{path}", str(tmp_path / "d" / dest))
+        copy_out(view, path, str(tmp_path / "o" / dest))
+    theirs = {k: v for k, v in host_tree(tmp_path / "d").items() if k.split("/")[-1] not in DOCKER_INIT_FILES}
+    assert host_tree(tmp_path / "o") == theirs
+    dockerd.docker("cp", "-L", f"{name}:/bin/sh", str(tmp_path / "d" / "sh-L"))
+    copy_out(view, "/bin/sh", str(tmp_path / "o" / "sh-L"), follow_link=True)
+    assert (tmp_path / "o" / "sh-L").read_bytes() == (tmp_path / "d" / "sh-L").read_bytes()
+    dockerd.docker("cp", "-L", str(source / "link"), f"{name}:/tmp/")
+    copy_in(view, str(source / "link"), "/tmp/", follow_link=True)
+    dockerd.docker("cp", "-", f"{name}:/var", input=(stream := _a_tar()))
+    copy_in(view, "-", "/var", stdin=io.BytesIO(stream))
+    for path in ("/tmp/link", "/var"):
+        theirs = dockerd.docker("cp", f"{name}:{path}", "-").stdout
+        ours = io.BytesIO()
+        copy_out(view, path, "-", stdout=ours)
+        assert _entries(ours.getvalue()) == _entries(theirs), path
+    failed = dockerd.docker("cp", str(source), f"{name}:/etc/passwd", check=False)
+    assert failed.returncode != 0 and b"cannot copy directory" in failed.stderr

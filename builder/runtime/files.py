@@ -312,7 +312,7 @@ def _untar_job(job: dict, stream: BinaryIO, status_fd: int) -> None:
         raise ContainerError(f"Could not find the file {job['path']}{job['label']}") from None
     if not stat.S_ISDIR(st.st_mode):
         raise ContainerError("extraction point is not a directory")
-    owner = (0, 0)
+    owner = None                        # docker keeps the archive's owners (the host files')
     if job.get("user"):
         user = job["user"]
         passwd, group = read_user_files("/")
@@ -705,8 +705,9 @@ def copy_in(view: ContainerFiles, src: str, path: str, *, archive: bool = False,
     """``docker cp src CONTAINER:path``: ``src`` a host path, or ``-`` for a tar stream read from
     ``stdin`` (default: this process's) and extracted into the directory ``path``.
 
-    As with docker, what lands in the container is owned by root (0:0); with ``archive`` (``-a``)
-    by the container's configured ``user`` (resolved in its /etc/passwd and /etc/group) if it has one.
+    As with docker (moby's defaultTarCopyOptions, whatever its docs say), files keep the owners they
+    have on the host (or in the ``-`` archive); with ``archive`` (``-a``) they belong to the
+    container's configured ``user`` (resolved in its /etc/passwd and /etc/group) if it has one.
     Returns the sizes docker's summary line shows.
     """
     if not src:

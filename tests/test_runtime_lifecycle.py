@@ -157,3 +157,26 @@ def test_detach_with_ctrl_p_ctrl_q_and_attach_again(root, busybox):
     assert code == 4 and "after-attach-5" in out, out
     assert cli_ok(root, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "det") == "exited 4\n"
     cli_ok(root, "rm", "det")
+
+
+def test_killing_the_attached_pybuild_run_and_its_monitor(root, busybox):
+    import sys
+
+    from runtime_helpers import REPO
+
+    proc = subprocess.Popen([sys.executable, "-m", "builder.cli", "--root", str(root), "run", "--network", "none",
+                             "--name", "fg", "--memory", "32m", busybox, "sleep", "1000"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    cid = wait_for(lambda: [p.name for p in (root / "containers").glob("*") if p.is_dir()]
+                   if (root / "containers").is_dir() else None, what="the container")[0]
+    wait_for(lambda: state(root, cid)["status"] == "running", what="running")
+    st = state(root, cid)
+    proc.kill()                                                 # the user's pybuild ...
+    proc.wait()
+    os.kill(st["monitor_pid"], signal.SIGKILL)                  # ... and the monitor
+    wait_for(lambda: not os.path.exists(f"/proc/{st['pid']}"), what="the container's processes to die")
+    assert [c for c in pybuild_cgroups() if cid[:12] in c]      # left behind until a pybuild command runs
+    assert "Exited (137)" in _ps(root, "-a")[1]
+    assert not [c for c in pybuild_cgroups() if cid[:12] in c]
+    cli_ok(root, "rm", "fg")
+    assert not (root / "containers" / cid).exists()

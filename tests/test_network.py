@@ -233,7 +233,13 @@ def test_publish_all_picks_free_ports_on_every_address(net, tmp_path):
     # the default bridge has no name resolution (docker's behaviour): only the container's own entry
     hosts = Path(other.hosts_path).read_text()
     assert "web" not in hosts and hosts.endswith(f"{other.ip}\t{cid(4)[:12]}\n")
+    # a rule removed by hand meanwhile: disconnect still removes the rest
+    saved = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True, check=True).stdout
+    mine = [line for line in saved.splitlines() if cid(3) in line]
+    assert len(mine) == 2
+    subprocess.run(["iptables", "-t", "nat", *shlex.split("-D" + mine[0][2:])], check=True)
     net.disconnect(cid(3))
+    assert cid(3) not in subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
     net.disconnect(cid(4))
     # a restart connects again at once, while the kernel may still be dropping the old veth
     again = net.connect(cid(4), "bridge", name="other", **files_for(tmp_path, "other"))

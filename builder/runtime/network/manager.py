@@ -465,7 +465,12 @@ class NetworkManager:
         and the veth pair with it (asynchronously; ``ip link del`` would cost ~20 ms of the caller's time).
         A veth whose namespace was already gone is deleted explicitly."""
         if endpoint.ports:
-            firewall.remove_tagged({f"{self.tag}:{endpoint.container_id}"})
+            owner = f"{self.tag}:{endpoint.container_id}"
+            rules = firewall.port_rules(endpoint, owner)
+            try:                                 # the rules as added: one iptables-restore
+                system.iptables_restore({t: ["-D " + r[3:] for r in lines] for t, lines in rules.items()})
+            except NetworkError:                 # some were gone already: find what is left by its tag
+                firewall.remove_tagged({owner})
         mounted = system.is_netns_mount(endpoint.netns)
         system.remove_netns(endpoint.netns)
         if not mounted and endpoint.veth and system.link_exists(endpoint.veth):

@@ -441,5 +441,13 @@ def test_copies_match_docker_cp(docker_ctr, view, source, tmp_path):
         ours = io.BytesIO()
         copy_out(view, path, "-", stdout=ours)
         assert _entries(ours.getvalue()) == _entries(theirs), path
+    theirs = _entries(dockerd.docker("export", name).stdout)
+    ours = io.BytesIO()
+    export(view, ours)
+    ours = _entries(ours.getvalue())
+    extra = set(theirs) - set(ours)
+    assert extra == {".dockerenv", "dev/console", "dev/pts", "dev/shm", "etc/hostname", "etc/hosts", "etc/mtab",
+                     "etc/resolv.conf"}                                   # docker's init layer
+    assert ours == {k: v for k, v in theirs.items() if k not in extra}
     failed = dockerd.docker("cp", str(source), f"{name}:/etc/passwd", check=False)
     assert failed.returncode != 0 and b"cannot copy directory" in failed.stderr

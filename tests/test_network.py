@@ -272,6 +272,15 @@ def test_nat_to_the_outside(net, tmp_path):
                                 capture_output=True, text=True, timeout=30)
         assert client.stdout == "echo:in from:198.51.100.1\n", client.stderr
         finish(inner)
+        # hairpin: the container, and a neighbour, reach its published port through the host's address
+        inner = start_server(ctr, count=2)
+        assert finish(in_container(ctr, CLIENT.format(host="198.51.100.2", port=18090, message="hair"))) \
+            == f"echo:hair from:{ctr.gateway}\n"
+        neighbour = net.connect(cid(13), "bridge", name="n", **files_for(tmp_path, "n"))
+        assert finish(in_container(neighbour, CLIENT.format(host="198.51.100.2", port=18090, message="nb"))) \
+            == f"echo:nb from:{ctr.gateway}\n"
+        finish(inner)
+        net.disconnect(cid(13))
         # an --internal network has no way out
         net.create("closed", internal=True)
         shut = net.connect(cid(10), "closed", name="s", **files_for(tmp_path, "s"))

@@ -92,7 +92,10 @@ def network_rules(network: Network, owner: str) -> dict[str, list[str]]:
                            f"-I PYBUILD-FORWARD -o {bridge} ! -i {bridge} {tag} -j DROP",
                            f"-I PYBUILD-FORWARD -i {bridge} -o {bridge} {tag} -j ACCEPT"]}
     return {"filter": [f"-I PYBUILD-FORWARD -i {bridge} -o {bridge} {tag} -j ACCEPT"],
-            "nat": [f"-A PYBUILD-POSTROUTING -s {network.subnet} ! -o {bridge} {tag} -j MASQUERADE"]}
+            "nat": [f"-A PYBUILD-POSTROUTING -s {network.subnet} ! -o {bridge} {tag} -j MASQUERADE",
+                    # hairpin: a container reaching a published port of its own bridge through a host address
+                    f"-A PYBUILD-POSTROUTING -s {network.subnet} -o {bridge} -m conntrack --ctstate DNAT {tag} "
+                    "-j MASQUERADE"]}
 
 
 def port_rules(endpoint: Endpoint, owner: str) -> dict[str, list[str]]:

@@ -448,6 +448,8 @@ class NetworkManager:
                                   peer_netns_fd=fd, master=host.index(network.bridge))
                 finally:
                     os.close(fd)
+                if endpoint.ports:
+                    host.set_hairpin(host.index(endpoint.veth))
             inside.set_up(inside.index("lo"))
             eth0 = inside.index("eth0")
             subnet = ipaddress.ip_network(network.subnet)

@@ -1,5 +1,6 @@
 """Just enough rtnetlink to wire one endpoint without spawning ``ip`` (every build RUN pays for it):
-a veth pair with its peer created inside a namespace, links up, an IPv4 address, a default route.
+a veth pair with its peer created inside a namespace, hairpin on its bridge port, links up, an IPv4
+address, a default route.
 
 A netlink socket talks to the network namespace it was created in, so a socket made by a thread that
 entered a namespace configures that namespace from any thread afterwards.
@@ -13,7 +14,8 @@ import socket
 import struct
 
 NETLINK_ROUTE = 0
-RTM_NEWLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 20, 24
+RTM_NEWLINK, RTM_SETLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 19, 20, 24
+AF_BRIDGE, IFLA_PROTINFO, IFLA_BRPORT_MODE, NLA_F_NESTED = 7, 12, 4, 0x8000
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
 NLMSG_ERROR = 2
 SIOCGIFINDEX = 0x8933
@@ -75,6 +77,13 @@ class Netlink:
         body = _ifinfo(0, IFF_UP, IFF_UP) + _attr(IFLA_IFNAME, name.encode() + b"\0") \
             + _attr(IFLA_MASTER, struct.pack("=I", master)) + _attr(IFLA_LINKINFO, linkinfo)
         self.request(RTM_NEWLINK, body, NLM_F_CREATE | NLM_F_EXCL)
+
+    def set_hairpin(self, index: int) -> None:
+        """``bridge link set dev X hairpin on``: a bridge port may send a frame back where it came from,
+        which a container reaching its own published port needs once br_netfilter bridges the DNATed frame."""
+        body = struct.pack("=BxHiII", AF_BRIDGE, 0, index, 0, 0) \
+            + _attr(IFLA_PROTINFO | NLA_F_NESTED, _attr(IFLA_BRPORT_MODE, b"\x01"))
+        self.request(RTM_SETLINK, body)
 
     def index(self, name: str) -> int:
         """The interface index of ``name`` in the socket's namespace (SIOCGIFINDEX)."""

@@ -145,9 +145,16 @@ def test_security_profile(container):
     assert status["Seccomp"] == "2" and status["NoNewPrivs"] == "0"
     nnp = out(ex(container, "grep NoNewPrivs /proc/self/status", no_new_privs=True))
     assert nnp.split() == ["NoNewPrivs:", "1"]
-    priv = dict(line.split(":\t") for line in out(ex(container, "cat /proc/self/status", privileged=True))
-                .splitlines() if ":\t" in line)
-    assert priv["Seccomp"] == "0" and int(priv["CapEff"], 16) > 0xa80425fb
+    with pytest.raises(ExecError) as caught:       # docker: no capability beyond the container's bounding set
+        ex(container, "true", privileged=True)
+    assert caught.value.exit_code == 126 and caught.value.message == (
+        "OCI runtime exec failed: exec failed: unable to start container process: unable to apply caps: "
+        "operation not permitted: unknown")
+    fewer = dict(line.split(":\t") for line in out(ex(container, "cat /proc/self/status", caps=0x20, seccomp=False))
+                 .splitlines() if ":\t" in line)
+    assert fewer["CapEff"] == fewer["CapBnd"] == "0000000000000020" and fewer["Seccomp"] == "0"
+    assert out(ex(container, "id -u; grep CapBnd /proc/self/status", user="nobody", caps=0)).split() == [
+        "65534", "CapBnd:", "0000000000000000"]                          # --cap-drop ALL: the user switch works
     assert ex(container, "unshare -U true").exit_code != 0
 
 
@@ -170,13 +177,19 @@ def test_missing_command_is_docker_s_error(container):
     with pytest.raises(ExecError) as caught:
         ex(container, ("/etc/passwd",))
     assert caught.value.exit_code == 126 and "permission denied" in caught.value.message
-    with pytest.raises(SandboxError) as caught:             # docker: refused before the exec, exit 1
+    with pytest.raises(ExecError) as caught:                # docker 20.10: the lookup's own text, exit 126
         ex(container, "true", user="nosuch")
     assert caught.value.message == "unable to find user nosuch: no matching entries in passwd file"
-    assert not isinstance(caught.value, ExecError)
+    assert caught.value.exit_code == 126
     with pytest.raises(ExecError) as caught:
         ex(container, "true", cwd="/no/such/dir")
-    assert "chdir to cwd" in caught.value.message and caught.value.exit_code == 127
+    assert caught.value.message == ('OCI runtime exec failed: exec failed: unable to start container process: '
+                                    'chdir to cwd ("/no/such/dir") set in config.json failed: no such file or '
+                                    'directory: unknown')
+    with pytest.raises(ExecError, match="^OCI runtime exec failed: exec failed: Cwd must be an absolute path: "
+                                        "unknown$"):
+        ex(container, "true", cwd="relative")
+    assert out(ex(container, "pwd", cwd="/tmp", user="nobody")) == "/tmp\n"
 
 
 def test_tty_session(container):

@@ -98,7 +98,7 @@ class EnterSpec:
         if self.detach and self.tty:
             raise SandboxError("a detached exec cannot have a terminal")
         if not self.cwd.startswith("/"):
-            raise SandboxError(f"the working directory '{self.cwd}' is invalid, it needs to be an absolute path")
+            raise ExecError("OCI runtime exec failed: exec failed: Cwd must be an absolute path: unknown", 126)
         for what, value, allowed in (("stdin", self.stdin, STDIN_MODES), ("stdout", self.stdout, OUTPUT_MODES),
                                      ("stderr", self.stderr, STDERR_MODES)):
             if value not in allowed:
@@ -193,6 +193,29 @@ def cgroup_procs_files(pid: int, proc: str = "/proc", base: str = "/sys/fs/cgrou
     return tuple(dict.fromkeys(out))
 
 
+def bounding_set(pid: int, proc: str = "/proc") -> int:
+    """The capability bounding set of ``pid`` (CapBnd in /proc/<pid>/status)."""
+    try:
+        with open(f"{proc}/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("CapBnd:"):
+                    return int(line.split()[1], 16)
+    except (FileNotFoundError, ProcessLookupError):
+        raise NotRunningError(f"process {pid} is not running") from None
+    return 0
+
+
+def check_capabilities(spec: EnterSpec, pid: int) -> None:
+    """An exec cannot hold a capability the container's bounding set lacks: runc fails to apply it
+    (``exec --privileged`` in a container that is not privileged), and so do we."""
+    from .caps import last_cap
+
+    wanted = spec.cap_mask & ((1 << (last_cap() + 1)) - 1)
+    if wanted & ~bounding_set(pid):
+        raise ExecError("OCI runtime exec failed: exec failed: unable to start container process: unable to apply "
+                        "caps: operation not permitted: unknown", 126)
+
+
 # --- errors ---------------------------------------------------------------------------------------
 def exec_failure(text: str) -> ExecError:
     """A start failure worded and numbered as ``docker exec`` reports it (moby's
@@ -244,6 +267,11 @@ def run_in(pid: int, spec: EnterSpec, *, on_console=None, on_output=None, stdin_
     started = time.monotonic()
     pidfd = open_target(pid, start_time)
     fds: list[int] = [pidfd]
+    try:
+        check_capabilities(spec, pid)
+    except BaseException:
+        os.close(pidfd)
+        raise
     proc = streams = None
     ours = theirs = None
     try:
@@ -312,7 +340,7 @@ def _result(streams, returncode: int, duration: float, result_type):
         if "gone" in message:
             raise NotRunningError(message["gone"])
         if "user_error" in message:
-            raise SandboxError(message["user_error"])
+            raise ExecError(message["user_error"], 126)
         if "exec_error" in message:
             raise exec_failure(message["exec_error"])
         if "error" in message:

@@ -21,7 +21,7 @@ import sys
 from dataclasses import replace
 
 from . import status
-from .caps import last_cap, restrict_capabilities
+from .caps import last_cap
 from .console import open_console, send_master
 from .container import Prepared, build_env, exec_command
 from .errors import SandboxError
@@ -102,6 +102,19 @@ def _set_limits(limits) -> None:
             pass
 
 
+def _check_cwd(path: str) -> None:
+    """runc's error for a working directory that cannot be entered even as root (Go's %q quoting);
+    one only the user may not enter is left to ``exec_command``, which retries as the user."""
+    try:
+        os.chdir(path)
+    except PermissionError:
+        return
+    except OSError as err:
+        quoted = '"' + path.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        raise SandboxError(f"unable to start container process: chdir to cwd ({quoted}) set in config.json failed: "
+                           f"{(err.strerror or str(err)).lower()}") from None
+
+
 def _child(spec: dict, sys_: Syscalls, status_fd: int, console_fd: int, top_cap: int, filt, limits=()) -> None:
     """In the container's namespaces: terminal, user, env, security profile, then exec."""
     try:
@@ -121,7 +134,7 @@ def _child(spec: dict, sys_: Syscalls, status_fd: int, console_fd: int, top_cap:
             passwd, group = read_user_files("/")
             try:
                 user = resolve_user(spec["user"], passwd, group)
-            except SandboxError as err:         # docker checks the user before the exec: a plain error
+            except SandboxError as err:         # docker reports it as is (exit 126), not as runc's error
                 status.send(status_fd, user_error=err.message)
                 os._exit(EXEC_FAILED)
             # docker's exec user: the primary gid is also the first supplementary group
@@ -133,13 +146,15 @@ def _child(spec: dict, sys_: Syscalls, status_fd: int, console_fd: int, top_cap:
             if spec["privileged"]:
                 mask = sys_.capget()[1]
             if filt is not None:
-                sys_.seccomp_load(filt)
-            restrict_capabilities(sys_, mask, top_cap)
+                sys_.seccomp_load(filt)         # while CAP_SYS_ADMIN is held: no_new_privs stays off
         except SandboxError:
             raise
         except OSError as err:
             raise SandboxError(f"failed to set up the exec process: {err.strerror or err}") from None
-        prepared = Prepared(tuple(spec["argv"]), env, spec["cwd"], user, console.slave if console else -1)
+        _check_cwd(spec["cwd"])
+        # the capabilities are cut after the user switch, as runc does (so --cap-drop ALL still works)
+        prepared = Prepared(tuple(spec["argv"]), env, spec["cwd"], user, console.slave if console else -1,
+                            cap_keep=mask, cap_top=top_cap)
         _set_limits(limits)
         exec_command(prepared, sys_)
     except SandboxError as err:

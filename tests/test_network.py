@@ -364,6 +364,11 @@ def test_network_records_and_docker_errors(tmp_path):
         manager.remove("bridge")
     with pytest.raises(NetworkError, match="network nope not found"):
         manager.get("nope")
+    with manager.state.locked():
+        build_net = manager._get("pybuild:build", build=True)               # the record only, no bridge yet
+    for lookup in ("pybuild:build", build_net.id):                         # the builds' own, not a user's
+        with pytest.raises(NetworkError, match=f"network {lookup} not found"):
+            manager.remove(lookup)
     assert manager.inspect("app")["Labels"] == {"k": "v"}
     assert sorted(n.name for n in manager.prune()) == ["app", "fixed"]
     assert [n.name for n in manager.list()] == ["bridge", "host", "none"]

@@ -238,7 +238,7 @@ class NetworkManager:
             for stale in self.state.endpoints():       # of builders killed mid-RUN
                 if stale.owner_pid and not _owner_alive(stale):
                     self._release(stale)
-            network = self._get(BUILD_NETWORK)
+            network = self._get(BUILD_NETWORK, build=True)
             return self._attach(network, f"build-{token}", name="", aliases=(), hostname="", ports=(),
                                 hosts_path="", resolv_path="", extra_hosts=(), veth_id=token)
 
@@ -277,19 +277,20 @@ class NetworkManager:
             return DEFAULT_BRIDGE if name == "bridge" else BUILD_BRIDGE
         return ("pybr" if name == "bridge" else "pybrb") + self.tag[:10]
 
-    def _get(self, name: str) -> Network:
-        networks = self.state.networks()
-        if name == BUILD_NETWORK:
-            found = [n for n in networks if n.name == name]
-            return found[0] if found else self._builtin(name, networks)
-        networks = self._networks()
+    def _get(self, name: str, *, build: bool = False) -> Network:
+        """A network users may name (the build network only when asked for by ``build``)."""
+        if build:
+            networks = self.state.networks()
+            found = [n for n in networks if n.name == BUILD_NETWORK]
+            return found[0] if found else self._builtin(BUILD_NETWORK, networks)
+        networks = [n for n in self._networks() if n.name != BUILD_NETWORK]
         for network in networks:
-            if network.name == name and name != BUILD_NETWORK:
+            if network.name == name:
                 return network
         for network in networks:
             if network.id == name:
                 return network
-        matches = [n for n in networks if name and n.id.startswith(name) and n.name != BUILD_NETWORK]
+        matches = [n for n in networks if name and n.id.startswith(name)]
         if len(matches) == 1:
             return matches[0]
         raise NoSuchNetwork(name)

@@ -333,7 +333,7 @@ def test_commit_makes_the_upper_dir_a_layer(image, view):
 
 def test_commit_pauses_a_running_container_in_its_freezer_cgroup(image, running, monkeypatch):
     """docker commit --pause: the container's own freezer cgroup is frozen while its layer is copied."""
-    from builder.runtime import files
+    import builder.runtime.commit as commit_module
 
     store, image_id, _ = image
     ours = next(line.split(":", 2)[2] for line in Path("/proc/self/cgroup").read_text().splitlines()
@@ -342,8 +342,8 @@ def test_commit_pauses_a_running_container_in_its_freezer_cgroup(image, running,
     group = os.path.join(parent, f"pybuild-test-{random.randint(10 ** 6, 10 ** 7)}")
     os.mkdir(group)
     seen = []
-    real_copy = files._copy_tree
-    monkeypatch.setattr(files, "_copy_tree",
+    real_copy = commit_module._copy_tree
+    monkeypatch.setattr(commit_module, "_copy_tree",
                         lambda src, dst: (seen.append(Path(group, "freezer.state").read_text().strip()),
                                           real_copy(src, dst)))
     try:

@@ -227,6 +227,12 @@ def test_publish_all_picks_free_ports_on_every_address(net, tmp_path):
     with pytest.raises(NetworkError, match=f"Bind for 0.0.0.0:{tcp.host_port} failed: port is already allocated"):
         net.connect(cid(4), "bridge", name="other", ports=parse_publish(f"{tcp.host_port}:80"),
                     **files_for(tmp_path, "other"))
+    with pytest.raises(NetworkError, match="listen tcp4 10.9.9.9:8080: bind: cannot assign requested address"):
+        net.connect(cid(4), "bridge", name="other", ports=parse_publish("10.9.9.9:8080:80"),
+                    **files_for(tmp_path, "other"))
+    with pytest.raises(NetworkError, match="publishing on an IPv6 address is not supported: ::1"):
+        net.connect(cid(4), "bridge", name="other", ports=parse_publish("[::1]:8080:80"),
+                    **files_for(tmp_path, "other"))
     other = net.connect(cid(4), "bridge", name="other", ports=parse_publish("20000-20010:80"),
                         **files_for(tmp_path, "other"))
     assert 20000 <= other.ports[0].host_port <= 20010

@@ -385,11 +385,14 @@ class NetworkManager:
         raise NetworkError(f"no available IPv4 addresses on network {network.name}")
 
     def _resolve_ports(self, bindings: tuple[PortBinding, ...]) -> tuple[PublishedPort, ...]:
-        from .ports import pick_port, port_free
+        from .ports import check_host_ip, pick_port, port_free
 
         taken = {(p.protocol, p.host_port) for ep in self.state.endpoints() for p in ep.ports}
         out = []
         for b in bindings:
+            check_host_ip(b.host_ip)
+            if b.host_ip and not b.host_port:
+                port_free(0, b.protocol, b.host_ip)         # the address must be this host's
             host_ip = b.host_ip or "0.0.0.0"
             if b.host_port and not b.host_port_end:
                 if (b.protocol, b.host_port) in taken or not port_free(b.host_port, b.protocol, b.host_ip):

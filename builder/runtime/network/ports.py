@@ -69,15 +69,24 @@ def parse_publish(spec: str) -> tuple[PortBinding, ...]:
 
 
 def port_free(port: int, protocol: str, host_ip: str = "") -> bool:
-    """True when nothing on this host (in this network namespace) holds ``port``."""
+    """True when nothing on this host (in this network namespace) holds ``port``; a ``host_ip`` that is
+    not an address of this host is an error, as docker's bind fails."""
     kind = socket.SOCK_DGRAM if protocol == "udp" else socket.SOCK_STREAM
-    family = socket.AF_INET6 if ":" in host_ip else socket.AF_INET
-    with socket.socket(family, kind) as sock:
+    with socket.socket(socket.AF_INET, kind) as sock:
         try:
-            sock.bind((host_ip or ("::" if family == socket.AF_INET6 else "0.0.0.0"), port))
+            sock.bind((host_ip or "0.0.0.0", port))
         except OSError as err:
-            return err.errno != errno.EADDRINUSE     # an address not (yet) configured here is not "in use"
+            if err.errno == errno.EADDRNOTAVAIL:
+                raise NetworkError(f"listen {protocol}4 {host_ip}:{port}: bind: cannot assign requested address") \
+                    from None
+            return err.errno != errno.EADDRINUSE
     return True
+
+
+def check_host_ip(host_ip: str) -> None:
+    """Ports are published through iptables (IPv4): an IPv6 host address is refused up front."""
+    if host_ip and ipaddress.ip_address(host_ip).version == 6:
+        raise NetworkError(f"publishing on an IPv6 address is not supported: {host_ip}")
 
 
 def ephemeral_range() -> tuple[int, int]:
@@ -107,4 +116,4 @@ def pick_port(protocol: str, host_ip: str, taken: set[tuple[str, int]], span: tu
     raise NetworkError(f"no free host port in {span[0]}-{span[1]} for {protocol}")
 
 
-__all__ = ["parse_publish", "pick_port", "port_free", "PROTOCOLS"]
+__all__ = ["parse_publish", "pick_port", "port_free", "check_host_ip", "PROTOCOLS"]

@@ -97,6 +97,8 @@ def test_wait_and_exit_codes_and_run_rm(root, busybox):
     result = cli(root, "run", "--rm", "--network", "none", busybox, "sh", "-c", "echo out; echo err >&2; exit 5")
     assert result.returncode == 5 and result.stdout == b"out\n" and result.stderr == b"err\n"
     assert _ps(root, "-a", "-q") == []                          # --rm: gone when run returns
+    assert cli_ok(root, "run", "--rm", "-i", "--network", "none", busybox, "cat", input=b"piped\n") == "piped\n"
+    assert cli_ok(root, "run", "--rm", "--network", "none", busybox, "cat", input=b"not read\n") == ""  # no -i
     missing = cli(root, "run", "--network", "none", busybox, "no-such-command")
     assert missing.returncode == 127 and "executable file not found" in missing.stderr.decode()
     assert "Traceback" not in missing.stderr.decode()

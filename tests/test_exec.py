@@ -11,6 +11,7 @@ import signal
 import struct
 import termios
 import threading
+import time
 
 import pytest
 from test_sandbox_run import busybox_rootfs, mounts_mentioning, wait_until  # noqa: F401  (fixture)
@@ -295,3 +296,52 @@ def test_timeout_kills_the_command_and_its_children(container):
     with pytest.raises(SandboxError, match="cancelled"):
         ex(container, f"sleep {marker}", cancel=cancel)
     assert out(ex(container, "echo quick", timeout=60)) == "quick\n"
+
+
+def _read_until(fd: int, needle: bytes, limit: int = 1 << 20) -> bytes:
+    data = b""
+    while needle not in data and len(data) < limit:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_interactive_tty_session_follows_the_window(container):
+    """A shell on the container's terminal, typed into through a pty of ours, like `exec -it`: input
+    reaches it, ^C interrupts its foreground command, and a window resize (SIGWINCH) reaches it."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    typed = threading.Event()
+
+    def user():
+        os.write(master, b"stty size; echo typed-$((6*7))\n")
+        _read_until(master, b"typed-42")
+        os.write(master, b"sleep 1000\n")
+        time.sleep(0.3)
+        os.write(master, b"\x03")                                   # ^C: the sleep, not the shell
+        os.write(master, b"while [ \"$(stty size)\" = '24 80' ]; do sleep 0.05; done; stty size; exit 7\n")
+        time.sleep(0.3)
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 132, 0, 0))
+        os.kill(os.getpid(), signal.SIGWINCH)                       # what the user's terminal sends us
+        typed.set()
+
+    thread = threading.Thread(target=user, daemon=True)
+    try:
+        with TerminalRelay(True, in_fd=slave, out_fd=slave) as relay:
+            thread.start()
+            result = run_in(container.pid1, EnterSpec(argv=("sh",), env=(PATH,), tty=True),
+                            on_console=relay.attach, timeout=60)
+        assert typed.is_set() and result.exit_code == 7
+        os.set_blocking(master, False)
+        rest = b""
+        try:
+            while chunk := os.read(master, 65536):
+                rest += chunk
+        except (BlockingIOError, OSError):
+            pass
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert b"50 132" in rest

@@ -30,7 +30,6 @@ BASE = {
                       "-A POSTROUTING -j PYBUILD-POSTROUTING"),
             "rules": (f"-A PYBUILD-POSTROUTING -s 127.0.0.0/8 -o {BRIDGE_PATTERN} -j MASQUERADE",)},
 }
-OUR_CHAINS = ("PYBUILD-FORWARD", "PYBUILD", "PYBUILD-POSTROUTING")
 
 
 def _tag(owner: str) -> str:
@@ -126,19 +125,4 @@ def remove_tagged(wanted, saved: dict[str, list[str]] | None = None) -> None:
     system.iptables_restore(todo)
 
 
-def remove_base(saved: dict[str, list[str]] | None = None) -> None:
-    """Removes our chains and the jumps to them (when no network of ours is left)."""
-    saved = parse_save(system.iptables_save()) if saved is None else saved
-    todo: dict[str, list[str]] = {}
-    for table, lines in saved.items():
-        out = todo.setdefault(table, [])
-        ours = [c for c in OUR_CHAINS if any(line.startswith(f":{c} ") for line in lines)]
-        for line in lines:
-            if line.startswith("-A ") and any(line.endswith(f" -j {c}") for c in ours) \
-                    and line.split()[1] not in ours:
-                out.append("-D " + line[3:])
-        out += [f"-F {c}" for c in ours] + [f"-X {c}" for c in ours]
-    system.iptables_restore(todo)
-
-
-__all__ = ["ensure_base", "network_rules", "port_rules", "owners", "remove_tagged", "remove_base", "parse_save"]
+__all__ = ["ensure_base", "network_rules", "port_rules", "owners", "remove_tagged", "parse_save"]

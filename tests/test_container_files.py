@@ -451,3 +451,27 @@ def test_copies_match_docker_cp(docker_ctr, view, source, tmp_path):
     assert ours == {k: v for k, v in theirs.items() if k not in extra}
     failed = dockerd.docker("cp", str(source), f"{name}:/etc/passwd", check=False)
     assert failed.returncode != 0 and b"cannot copy directory" in failed.stderr
+
+
+def test_an_interrupted_copy_leaves_nothing(view):
+    class Interrupting(io.BytesIO):
+        def write(self, data):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        copy_out(view, "/bin", "-", stdout=Interrupting())
+    with pytest.raises(KeyboardInterrupt):
+        export(view, Interrupting())
+    # the fixture checks: no mount, no scratch directory; and no worker is left running
+    assert not _processes_with(b"builder.runtime.fsworker")
+
+
+def _processes_with(marker: bytes) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if marker in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(int(pid))
+        except OSError:
+            continue
+    return found

@@ -308,6 +308,10 @@ def test_sweep_removes_only_dead_cgroups_with_the_prefix():
     assert names(fs=fs) == {"storeA-1", "storeB-1"}
     assert fs.killed == [77]
     assert sweep({"storeA-1"}, prefix="storeA-", fs=fs) == []
+    with pytest.raises(CgroupError):
+        sweep(set(), prefix="", fs=fs)              # never everything: other stores' cgroups live there too
+    with pytest.raises(TypeError):
+        sweep(set(), fs=fs)
 
 
 # --- v1 (this host's layout), against the fake ------------------------------------------------------------------
@@ -428,7 +432,8 @@ def test_this_host_has_the_v1_controllers_the_runtime_needs():
 def test_memory_hog_is_oom_killed_at_64m(cgroup_name):
     cg = Cgroup.create(cgroup_name(), limits_from_flags(memory="64m"))
     assert cg.warnings == ()
-    hog, gate = held("chunks = []\nwhile True:\n    chunks.append(b'x' * (1 << 20))\n")
+    # bounded: were the limit missing, it would stop at 512 MiB and exit 3 instead of eating the host
+    hog, gate = held("chunks = []\nfor _ in range(512):\n    chunks.append(b'x' * (1 << 20))\nsys.exit(3)\n")
     try:
         join(cg, hog.pid)
         os.write(gate, b"x")
@@ -459,20 +464,23 @@ def test_a_process_within_its_limit_is_not_oom_killed(cgroup_name):
 
 BOMB = """
 import os, time
-root, depth = os.getpid(), 0
-for _ in range(40):                 # bounded (at most ~1,600 processes) even if the limit were missing
+children = 0
+for _ in range(100):                # bounded (at most 201 processes) even if the limit were missing
     try:
         pid = os.fork()
     except BlockingIOError:         # EAGAIN: the pids controller said no
-        os.write(1, b"EAGAIN\\n")
-        time.sleep(0.01)
-        continue
-    if pid == 0:
-        depth += 1
-        if depth >= 2:
-            break
-if os.getpid() == root:
-    os.write(1, b"root done\\n")
+        os.write(1, b"EAGAIN after %d children\\n" % children)
+        break
+    if pid == 0:                    # a child: only the first process reports (its exit closes the pipe)
+        os.close(1)
+        try:
+            os.fork()               # and every child forks again
+        except BlockingIOError:
+            pass
+        while True:
+            time.sleep(1)
+    children += 1
+os.write(1, b"root done\\n")
 while True:
     time.sleep(1)
 """
@@ -485,11 +493,9 @@ def test_fork_bomb_stops_at_the_pids_limit_and_remove_kills_it(cgroup_name):
     try:
         join(cg, bomb.pid)
         os.write(gate, b"x")
-        lines = []
-        while not lines or lines[-1] != b"root done\n":
-            lines.append(bomb.stdout.readline())
-        assert b"EAGAIN\n" in lines                        # processes of the bomb were refused a fork
-        assert int(Path(pids_dir, "pids.current").read_text()) == 50
+        refused, done = bomb.stdout.readline(), bomb.stdout.readline()
+        assert refused.startswith(b"EAGAIN after ") and done == b"root done\n", (refused, done)
+        assert int(Path(pids_dir, "pids.current").read_text()) <= 50
         assert 0 < len(cg.pids()) <= 50
         assert int(Path(pids_dir, "pids.events").read_text().split()[1]) > 0      # "max N": forks refused
         cg.remove()

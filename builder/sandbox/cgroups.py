@@ -596,10 +596,13 @@ def names(*, fs: HostFS | None = None) -> set[str]:
     return found
 
 
-def sweep(live_names, *, prefix: str = "", fs: HostFS | None = None) -> list[str]:
-    """Remove the ``pybuild/*`` cgroups (those whose name starts with ``prefix``) that are not in
-    ``live_names``; returns the names removed.  Cgroups of other stores on the same host share the parent
-    directory: give them a prefix of their own and sweep with it."""
+def sweep(live_names, *, prefix: str, fs: HostFS | None = None) -> list[str]:
+    """Remove the ``pybuild/*`` cgroups whose name starts with ``prefix`` and that are not in ``live_names``;
+    returns the names removed.  The prefix is required and must not be empty: the cgroups of every store
+    (and every test) on the host share the parent directories, and a sweep must only touch its own
+    (``store_prefix(root)``)."""
+    if not prefix:
+        raise CgroupError("a cgroup sweep needs the name prefix of the cgroups it owns")
     fs = fs or HostFS()
     live = set(live_names)
     removed = []

@@ -345,3 +345,33 @@ def test_interactive_tty_session_follows_the_window(container):
         os.close(master)
         os.close(slave)
     assert b"50 132" in rest
+
+
+def test_exec_counts_against_the_containers_pids_limit(container):
+    """The exec joins the container's cgroups: with the container's pids cgroup full, it cannot fork."""
+    with open("/proc/self/cgroup") as fh:
+        ours = next(line.split(":", 2)[2] for line in fh.read().splitlines() if line.split(":")[1] == "pids")
+    parent = "/sys/fs/cgroup/pids" + ours.rstrip("/")
+    group = os.path.join(parent, f"pybuild-test-{random.randint(10 ** 6, 10 ** 7)}")
+    os.mkdir(group)
+    try:
+        for pid in (container.pid1, container.pid):
+            with open(os.path.join(group, "cgroup.procs"), "w") as fh:
+                fh.write(str(pid))
+        with open(os.path.join(group, "pids.max"), "w") as fh:
+            fh.write("2")
+        with pytest.raises(ExecError) as caught:
+            ex(container, "true")
+        assert caught.value.message == ("OCI runtime exec failed: exec failed: unable to start container process: "
+                                        "fork: resource temporarily unavailable: unknown")
+        with open(os.path.join(group, "pids.max"), "w") as fh:
+            fh.write("max")
+        assert out(ex(container, "cat /proc/self/cgroup | grep pids:")).strip().endswith(os.path.basename(group))
+    finally:
+        for pid in (container.pid1, container.pid):
+            try:
+                with open(os.path.join(parent, "cgroup.procs"), "w") as fh:
+                    fh.write(str(pid))
+            except OSError:
+                pass
+        os.rmdir(group)

@@ -210,7 +210,11 @@ def main(argv: list[str] | None = None) -> None:
         status.send(status_fd, error=f"exec setup failed: {type(err).__name__}: {err}")
         os._exit(SETUP_FAILED)
     exec_r, exec_w = os.pipe()                  # close-on-exec: EOF once the command runs (or failed)
-    child = os.fork()
+    try:
+        child = os.fork()
+    except OSError as err:                      # e.g. the container's pids limit is reached
+        status.send(status_fd, exec_error=f"fork: {(err.strerror or str(err)).lower()}")
+        os._exit(EXEC_FAILED)
     if child == 0:
         os.close(exec_r)
         _child(spec, sys_, status_fd, console_fd, top_cap, filt, limits)

@@ -378,6 +378,20 @@ def test_v1_oom_detection_from_oom_control_and_the_old_kernel_fallback():
     assert cg.oom_killed()
 
 
+def test_v1_a_cgroup_made_from_another_session_is_found_and_removed():
+    """On a v1 host each login session has its own memory cgroup: a container started from one session and
+    removed from another (or after its monitor was killed) is still found by name."""
+    fs = hybrid()
+    made = Cgroup.create("c1", FULL, fs=fs)
+    fs.mkdir("/sys/fs/cgroup/memory/process_api/other")
+    fs.set("/proc/self/cgroup", fs.read("/proc/self/cgroup").replace("/process_api/abc", "/process_api/other"))
+    found = Cgroup.open("c1", fs=fs)
+    assert [path for _, path in found.dirs] == [path for _, path in made.dirs]
+    found.remove()
+    assert not made.exists
+    assert Cgroup.open("c1", fs=fs).dirs[2][1] == "/sys/fs/cgroup/memory/process_api/other/pybuild/c1"
+
+
 def test_v1_remove_kills_by_pid_and_rmdirs_everywhere():
     fs = hybrid()
     cg = Cgroup.create("c1", FULL, fs=fs)

@@ -331,17 +331,25 @@ class Cgroup:
     # -- finding and making --
 
     @classmethod
-    def open(cls, name: str, *, fs: HostFS | None = None) -> Cgroup:
-        """The cgroup ``name`` as ``create`` placed it (it need not exist: removing it is then a no-op)."""
+    def open(cls, name: str, *, fs: HostFS | None = None, search: bool = True) -> Cgroup:
+        """The cgroup ``name`` as ``create`` placed it (it need not exist: removing it is then a no-op).
+        A process elsewhere in a hierarchy (another login session on a v1 host, where each session has its
+        own memory cgroup) finds it by ``search``: ``pybuild/<name>`` anywhere in that hierarchy."""
         _check_name(name)
         fs = fs or HostFS()
-        return cls(name, tuple((h, f"{h.own_dir}/{PARENT}/{name}") for h in hierarchies(fs)), fs)
+        dirs = []
+        for h in hierarchies(fs):
+            path = f"{h.own_dir}/{PARENT}/{name}"
+            if search and not fs.exists(path):
+                path = _find(fs, h.mountpoint, name) or path
+            dirs.append((h, path))
+        return cls(name, tuple(dirs), fs)
 
     @classmethod
     def create(cls, name: str, limits: Limits = Limits(), *, fs: HostFS | None = None) -> Cgroup:
         """Make the cgroup and write ``limits`` (already resolved: see ``resolve_limits``).  A leftover empty
         cgroup of that name is replaced (its limits may differ); one with processes is in use: an error."""
-        group = cls.open(name, fs=fs)
+        group = cls.open(name, fs=fs, search=False)
         if group.exists:
             if group.pids():
                 raise CgroupError(f"cgroup {name} is in use")
@@ -611,6 +619,24 @@ def sweep(live_names, *, prefix: str, fs: HostFS | None = None) -> list[str]:
             Cgroup.open(name, fs=fs).remove()
             removed.append(name)
     return removed
+
+
+def _find(fs: HostFS, mountpoint: str, name: str, depth: int = 8) -> str | None:
+    """``.../pybuild/<name>`` anywhere in a hierarchy (breadth first, not below containers' cgroups)."""
+    level = [mountpoint]
+    for _ in range(depth):
+        below = []
+        for directory in level:
+            for child in fs.subdirs(directory):
+                if child == PARENT:
+                    if fs.exists(f"{directory}/{PARENT}/{name}"):
+                        return f"{directory}/{PARENT}/{name}"
+                    continue
+                below.append(f"{directory}/{child}")
+        level = below
+        if not level:
+            break
+    return None
 
 
 def _check_name(name: str) -> None:

@@ -25,6 +25,7 @@ from builder.runtime.errors import ContainerError
 from builder.runtime.files import (
     ContainerFiles,
     CopyInfo,
+    FileMount,
     commit,
     copy_in,
     copy_out,
@@ -475,3 +476,34 @@ def _processes_with(marker: bytes) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def test_volumes_of_a_stopped_container_are_copied_to_and_from(view, tmp_path, source):
+    volume, readonly = tmp_path / "vol", tmp_path / "ro"
+    volume.mkdir()
+    readonly.mkdir()
+    (readonly / "kept.txt").write_text("ro")
+    with_mounts = ContainerFiles(view.lower_dirs, view.upper_dir, view.work_dir, name="ctr",
+                                 mounts=(FileMount(str(volume), "/data"), FileMount(str(readonly), "/data/ro", True)))
+    copy_in(with_mounts, str(source / "a.txt"), "/data/")
+    assert (volume / "a.txt").read_text() == "A"                         # in the volume, not the layer
+    assert not os.path.exists(f"{view.upper_dir}/data/a.txt")
+    out = tmp_path / "out"
+    out.mkdir()
+    copy_out(with_mounts, "/data/ro/kept.txt", str(out))
+    assert (out / "kept.txt").read_text() == "ro"
+    with pytest.raises(ContainerError, match="Read-only file system"):
+        copy_in(with_mounts, str(source / "a.txt"), "/data/ro/")
+    buf = io.BytesIO()
+    export(with_mounts, buf)                                            # export: the layers only
+    assert not any(name.startswith("data/") for name in tar_names(buf.getvalue()))
+    escape = tmp_path / "escape"
+    escape.mkdir()
+    os.symlink(str(escape), f"{view.upper_dir}/link")                    # a mount target through a symlink
+    sneaky = ContainerFiles(view.lower_dirs, view.upper_dir, view.work_dir, mounts=(FileMount(str(volume),
+                                                                                             "/link/v"),))
+    with pytest.raises(ContainerError):                                 # its target is not in the container
+        copy_in(sneaky, str(source / "a.txt"), "/link/v/")
+    os.makedirs(f"{view.upper_dir}{escape}/v")                           # now it is: the mount goes there
+    copy_in(sneaky, str(source / "sub"), "/link/v/")
+    assert os.listdir(escape) == [] and (volume / "sub" / "b.txt").exists()

@@ -36,10 +36,21 @@ _CHUNK = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
+class FileMount:
+    """A host directory or file the container sees at ``target`` (a volume, a bind mount)."""
+
+    source: str
+    target: str
+    readonly: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ContainerFiles:
     """Where a container's files are: its image's layer snapshots (``lower_dirs``, top first), its
     writable layer, and the pid of its running process (``None`` when stopped; ``start_time`` from
-    ``enter.process_start_time`` guards against a reused pid).  ``name`` is used in messages."""
+    ``enter.process_start_time`` guards against a reused pid).  ``name`` is used in messages.
+    ``mounts``: its volumes and bind mounts, which ``cp`` reaches in a stopped container too (as
+    docker's does; a running one shows them anyway); ``export`` leaves them out."""
 
     lower_dirs: tuple[str, ...]
     upper_dir: str
@@ -47,10 +58,12 @@ class ContainerFiles:
     pid: int | None = None
     name: str = ""
     start_time: int | None = None
+    mounts: tuple[FileMount, ...] = ()
 
     def __post_init__(self):
-        if not isinstance(self.lower_dirs, tuple):
-            object.__setattr__(self, "lower_dirs", tuple(self.lower_dirs))
+        for name in ("lower_dirs", "mounts"):
+            if not isinstance(getattr(self, name), tuple):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
 
     @property
     def label(self) -> str:
@@ -248,8 +261,8 @@ def _host_source(path: str, follow_link: bool) -> tuple[str, str]:
 def export(view: ContainerFiles, out: BinaryIO) -> None:
     """``docker export``: the container's filesystem (image layers + writable layer, no volumes or
     /proc) flattened into one tar on ``out``."""
-    read_from(view, {"op": "export"}, lambda pipe: _copy_stream(pipe, out), running_view=False)
+    read_from(view, {"op": "export"}, lambda pipe: _copy_stream(pipe, out), rootfs_only=True)
 
 
-__all__ = ["ContainerFiles", "CopyInfo", "CopyStats", "commit", "copy_in", "copy_out", "export", "extract",
+__all__ = ["ContainerFiles", "CopyInfo", "CopyStats", "FileMount", "commit", "copy_in", "copy_out", "export", "extract",
            "human_size", "prepare_copy", "stat_path"]

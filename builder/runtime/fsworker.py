@@ -13,6 +13,7 @@ host, docker's CVE-2019-14271).  Jobs: ``stat``, ``tar`` (to stdout), ``untar`` 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -117,8 +118,70 @@ def _enter_root(job: dict, pidfd: int) -> None:
         if where.get("cwd"):
             os.chdir(where["cwd"])
         sys_.mount("overlay", target, "overlay", 0, where["options"])
+    trees = [(open_tree(source), mount_target, readonly) for source, mount_target, readonly in where.get("mounts", ())]
     os.chroot(target)
     os.chdir("/")
+    for fd, mount_target, readonly in trees:     # placed from inside: a symlink cannot move them out
+        if not _mountpoint(mount_target, stat.S_ISDIR(os.fstat(fd).st_mode)):
+            os.close(fd)
+            continue
+        move_mount(fd, mount_target)
+        os.close(fd)
+        if readonly:
+            sys_.mount(None, mount_target, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+
+
+_OPEN_TREE = 428          # the same number on every architecture (new syscalls share one table)
+_MOVE_MOUNT = 429
+_OPEN_TREE_CLONE = 1
+_AT_RECURSIVE = 0x8000
+_MOVE_MOUNT_F_EMPTY_PATH = 4
+_AT_FDCWD = -100
+
+
+def _libc():
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    return libc
+
+
+def open_tree(path: str) -> int:
+    """A detached copy of the mount tree at ``path`` (a host path: taken before the chroot)."""
+    import ctypes
+
+    fd = _libc().syscall(_OPEN_TREE, _AT_FDCWD, os.fsencode(path), _OPEN_TREE_CLONE | _AT_RECURSIVE | os.O_CLOEXEC)
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"open_tree {path}: {os.strerror(err)}")
+    return fd
+
+
+def move_mount(fd: int, target: str) -> None:
+    import ctypes
+
+    if _libc().syscall(_MOVE_MOUNT, fd, b"", _AT_FDCWD, os.fsencode(target), _MOVE_MOUNT_F_EMPTY_PATH) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"move_mount {target}: {os.strerror(err)}")
+
+
+def _mountpoint(path: str, is_dir: bool) -> bool:
+    """The mount point, created if the container lacks it (docker's volume mounts do the same); False
+    when it cannot be (a read-only view of a container that never ran with this mount)."""
+    if os.path.lexists(path):
+        return True
+    try:
+        os.makedirs(os.path.dirname(path) or "/", exist_ok=True)
+        if is_dir:
+            os.mkdir(path, 0o755)
+        else:
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+    except OSError as err:
+        if err.errno == errno.EROFS:
+            return False
+        raise
+    return True
 
 
 def worker_main(argv: list[str] | None = None) -> None:
@@ -178,18 +241,18 @@ def worker_main(argv: list[str] | None = None) -> None:
 class _Worker:
     """One worker run: the job, the root it works in, its data pipes and its status."""
 
-    def __init__(self, view, job: dict, *, writable: bool = False, running_view: bool = True):
+    def __init__(self, view, job: dict, *, writable: bool = False, rootfs_only: bool = False):
         self.view = view
         self.job = dict(job, parent=os.getpid(), label=view.label)
         self.writable = writable
-        self.running_view = running_view and view.pid is not None
+        self.rootfs_only = rootfs_only      # export: the layers alone, never the live view or the mounts
         self.scratch: str | None = None
         self.pidfd = -1
         self.proc: subprocess.Popen | None = None
         self.status_r = -1
 
     def _root(self) -> dict:
-        if self.running_view:
+        if self.view.pid is not None and not self.rootfs_only:
             from builder.sandbox.enter import NotRunningError, open_target
 
             try:
@@ -208,20 +271,42 @@ class _Worker:
         self.scratch = tempfile.mkdtemp(prefix=".pybuild-files-", dir=base)
         mountpoint = os.path.join(self.scratch, "root")
         os.mkdir(mountpoint, 0o755)
+        mounts = [] if self.rootfs_only else [[m.source, m.target, m.readonly] for m in sorted(
+            self.view.mounts, key=lambda m: len([p for p in m.target.split("/") if p]))]
+        root = {"mountpoint": mountpoint, "mounts": mounts}
+        stubs = self._stub_layer(mounts)
         if self.writable:
-            lowers = self.view.lower_dirs
+            lowers = (*self.view.lower_dirs, *stubs)
             if not lowers:                  # an image without layers: overlay still needs a lower dir
                 lowers = (os.path.join(self.scratch, "empty"),)
                 os.mkdir(lowers[0], 0o755)
             plan = plan_overlay(lowers, self.view.upper_dir, self.view.work_dir, os.path.join(self.scratch, "l"),
                                 kernel_feature_options())
         else:
-            layers = (self.view.upper_dir, *self.view.lower_dirs)
+            layers = (self.view.upper_dir, *self.view.lower_dirs, *stubs)
             if len(layers) == 1:
-                return {"mountpoint": mountpoint, "bind": layers[0]}
+                return dict(root, bind=layers[0])
             plan = plan_overlay(layers, None, None, os.path.join(self.scratch, "l"), kernel_feature_options())
         create_links(plan)
-        return {"mountpoint": mountpoint, "options": plan.options, "cwd": plan.cwd}
+        return dict(root, options=plan.options, cwd=plan.cwd)
+
+    def _stub_layer(self, mounts) -> tuple[str, ...]:
+        """A bottom layer holding the mount points (as the sandbox's stub layer): they exist in the
+        view without being created in the container's writable layer."""
+        if not mounts:
+            return ()
+        stubs = os.path.join(self.scratch, "stubs")
+        os.mkdir(stubs, 0o755)
+        for source, target, _ in mounts:
+            path = os.path.join(stubs, os.path.normpath("/" + target).lstrip("/"))
+            if path == stubs:
+                continue
+            os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
+            if os.path.isdir(source):
+                os.makedirs(path, 0o755, exist_ok=True)
+            elif not os.path.lexists(path):
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+        return (stubs,)
 
     def start(self, *, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL) -> subprocess.Popen:
         from builder.sandbox.process import _bytecode_options

@@ -207,8 +207,13 @@ def agent(tmp_path):
         key = tmp_path / "id_ed25519"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "pybuild-test-key", "-f", str(key)],
                        check=True)
-        subprocess.run(["ssh-add", str(key)], env=dict(os.environ, SSH_AUTH_SOCK=str(sock)), check=True,
-                       capture_output=True)
+        for _ in range(100):      # the socket exists once bound; the agent listens a moment later
+            added = subprocess.run(["ssh-add", str(key)], env=dict(os.environ, SSH_AUTH_SOCK=str(sock)),
+                                   capture_output=True)
+            if added.returncode == 0:
+                break
+            time.sleep(0.05)
+        assert added.returncode == 0, added
         fingerprint = subprocess.run(["ssh-keygen", "-lf", str(key)], check=True, capture_output=True,
                                      text=True).stdout.split()[1]
         yield sock, fingerprint

@@ -67,9 +67,9 @@ def test_two_containers_on_a_user_network_talk_tcp_by_name(world):
     cli_ok(root, "network", "create", "appnet")
     cli_ok(root, "run", "-d", "--network", "appnet", "--name", "server", "busybox", "sh", "-c",
            "echo hello-from-server | nc -l -p 7000 > /got; cat /got; sleep 1000")
-    time.sleep(0.3)
     out = cli_ok(root, "run", "--rm", "--network", "appnet", "--name", "client", "busybox", "sh", "-c",
-                 "echo hello-from-client | nc server 7000; getent hosts server || grep server /etc/hosts")
+                 "until echo hello-from-client | nc server 7000 2>/dev/null; do sleep 0.1; done; "   # until it listens
+                 "grep server /etc/hosts", timeout=60)
     assert out.startswith("hello-from-server\n"), out
     wait_for(lambda: "hello-from-client" in cli_ok(root, "logs", "server"), what="the server's log")
     server = json.loads(cli_ok(root, "inspect", "server"))[0]

@@ -3,8 +3,9 @@ as cgroups, the way docker (cgroupfs driver) and runc set them.
 
 A container's cgroup is ``pybuild/<name>`` under the cgroup *this process* is in, in every hierarchy that
 holds a controller we use: on cgroup v1 the ``memory``, ``cpu``, ``cpuacct`` and ``pids`` hierarchies, and
-the cgroup v2 (unified) hierarchy whatever it holds (on a hybrid host it may hold no controller at all: the
-directory is still made, so ``cgroup.kill`` and membership work there).  Limits go to the files the
+the cgroup v2 (unified) hierarchy whatever it holds (on this hybrid host it holds only hugetlb: the
+directory is still made, so ``cgroup.kill`` and membership work there; on v2 ours nest under the nearest
+ancestor without processes of its own, as the no-internal-process rule wants).  Limits go to the files the
 hierarchy offers: v1 ``memory.limit_in_bytes`` / ``cpu.cfs_quota_us`` / ``pids.max``..., v2 ``memory.max`` /
 ``cpu.max`` / ``pids.max``...  The sandbox's pid 1 joins by writing "0" into each ``procs_files`` entry.
 

@@ -106,3 +106,15 @@ def kill_monitors(root) -> None:
                 os.kill(pid, signal.SIGKILL)
         except (OSError, ValueError):
             pass
+
+
+def cleanup_root(root) -> None:
+    """Test teardown: remove every container of ``root`` (force), kill any monitor left, and let one more
+    command reconcile, so no cgroup, endpoint or process of the test outlives it."""
+    if not (Path(root) / "containers").is_dir():
+        return
+    ids = cli(root, "ps", "-a", "-q", "--no-trunc").stdout.decode().split()
+    if ids:
+        cli(root, "rm", "-f", "-v", *ids)
+    kill_monitors(root)
+    cli(root, "ps", "-a")

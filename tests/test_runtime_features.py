@@ -10,21 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from runtime_helpers import cli, cli_ok, on_terminal, state, wait_for, kill_monitors
+from runtime_helpers import cli, cli_ok, on_terminal, state, wait_for, cleanup_root
 
 NONE = ("--network", "none")
 
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory, busybox_tar) -> Path:
-    import subprocess
-
     root = tmp_path_factory.mktemp("runtime-features") / "root"
     cli_ok(root, "import", str(busybox_tar), "busybox:latest", "--change", 'CMD ["sh"]')
     yield root
-    for cid in cli_ok(root, "ps", "-a", "-q", "--no-trunc").split():
-        cli(root, "rm", "-f", "-v", cid)
-    kill_monitors(root)
+    cleanup_root(root)
 
 
 def test_exec_runs_in_the_containers_namespaces_with_its_user_env_and_terminal(root):

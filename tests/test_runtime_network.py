@@ -8,14 +8,11 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import time
-from pathlib import Path
 
 import pytest
 
 from builder.runtime.network import NetworkManager
-from runtime_helpers import cli, cli_ok, state, wait_for, kill_monitors
+from runtime_helpers import cli, cli_ok, state, wait_for, cleanup_root
 from test_network import NOTHING, leftovers, own_netns
 
 
@@ -28,9 +25,7 @@ def world(tmp_path, busybox_tar):
         try:
             yield root
         finally:
-            for cid in cli_ok(root, "ps", "-a", "-q", "--no-trunc").split():
-                cli(root, "rm", "-f", cid)
-            kill_monitors(root)
+            cleanup_root(root)
             manager = NetworkManager(root)
             for network in manager.list():
                 if not network.builtin:

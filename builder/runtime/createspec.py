@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass, field
 
 from .errors import ContainerError
-from .records import ContainerConfig, HealthConfig, Mount, PortSpec, RestartPolicy, now_rfc3339
+from .records import ContainerConfig, HealthConfig, PortSpec, RestartPolicy, now_rfc3339
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

@@ -22,6 +22,8 @@ def exec_in_container(root, cid: str, argv: tuple, *, interactive: bool, tty: bo
     from .createspec import runtime_env
 
     merged = dict(e.partition("=")[::2] for e in runtime_env(config))
+    if tty:
+        merged["TERM"] = "xterm"                # docker exec -t adds it, whatever the container has
     for item in env:
         key, eq, value = item.partition("=")
         if eq:
@@ -35,17 +37,8 @@ def exec_in_container(root, cid: str, argv: tuple, *, interactive: bool, tty: bo
                      privileged=privileged or config.privileged,
                      caps=capability_set(config.cap_add, config.cap_drop),
                      seccomp="seccomp=unconfined" not in config.security_opt,
-                     no_new_privs=any(o.startswith("no-new-privileges") for o in config.security_opt))
-    if detach:
-        if os.fork() != 0:
-            return 0
-        os.setsid()
-        if os.fork() != 0:
-            os._exit(0)
-        try:
-            run_in(state.pid, spec, start_time=state.pid_start)
-        finally:
-            os._exit(0)
+                     no_new_privs=any(o.startswith("no-new-privileges") for o in config.security_opt),
+                     detach=detach)
     try:
         if tty:
             from ..sandbox.terminal import TerminalRelay

@@ -12,14 +12,16 @@ from .lifecycle import monitor_alive
 
 
 def container_files(root, store: ContainerStore, cid: str):
-    from .files import ContainerFiles
+    from .files import ContainerFiles, FileMount
     from .runspec import lower_dirs
 
     config, state = store.config(cid), store.state(cid)
     running = state.status == "running" and monitor_alive(state)
+    mounts = tuple(FileMount(m.source, m.destination, m.readonly) for m in config.mounts
+                   if m.type in ("bind", "volume"))
     return ContainerFiles(lower_dirs(root, config), store.path(cid, "upper"), store.path(cid, "work"),
                           pid=state.pid if running else None, name=config.name,
-                          start_time=state.pid_start if running else None)
+                          start_time=state.pid_start if running else None, mounts=mounts)
 
 
 def split_cp_arg(arg: str) -> tuple[str, str]:
@@ -68,8 +70,7 @@ def commit(root, store: ContainerStore, container: str, repository: str | None, 
                                working_dir=config.working_dir, labels=dict(config.labels),
                                exposed_ports=tuple(config.exposed_ports))
     image_id = commit_files(images, container_files(root, store, cid), config.image_id, changes=changes,
-                            message=message, author=author, pause=pause, container_config=container_config,
-                            created_by=" ".join(config.argv))
+                            message=message, author=author, pause=pause, container_config=container_config)
     if repository:
         from ..image.reference import parse_normalized_named
 

@@ -17,7 +17,7 @@ def container_filter(values) -> Callable[[ContainerConfig, ContainerState], bool
     for value in values:
         key, eq, arg = value.partition("=")
         if not eq or key not in _KEYS:
-            raise ContainerError(f"invalid filter '{value}'" if eq else f"bad format of filter (expected name=value)")
+            raise ContainerError(f"invalid filter '{value}'" if eq else "bad format of filter (expected name=value)")
         wanted.setdefault(key, []).append(arg)
 
     def match(config: ContainerConfig, state: ContainerState) -> bool:

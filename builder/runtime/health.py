@@ -54,8 +54,8 @@ class HealthProbe(threading.Thread):
             return
 
     def probe(self, check) -> tuple[int, str, str]:
-        from ..sandbox.enter import EnterSpec, ExecError, NotRunningError, run_in
         from ..sandbox.caps import capability_set
+        from ..sandbox.enter import EnterSpec, ExecError, ExecTimeout, NotRunningError, run_in
 
         begun = now_rfc3339()
         test = tuple(check.test)
@@ -65,28 +65,16 @@ class HealthProbe(threading.Thread):
         spec = EnterSpec(argv=argv, env=runtime_env(self.config), cwd=self.config.working_dir or "/", user=self.config.user,
                          stderr="stdout", privileged=self.config.privileged,
                          caps=capability_set(self.config.cap_add, self.config.cap_drop))
-        box: dict = {}
-
-        def target():
-            try:
-                box["result"] = run_in(self.pid, spec)
-            except NotRunningError:
-                box["gone"] = True
-            except ExecError as err:
-                box["error"] = err
-            except Exception as err:  # noqa: BLE001 - a probe that cannot run is a failed probe
-                box["error"] = err
-
-        worker = threading.Thread(target=target, daemon=True)
-        worker.start()
-        worker.join(check.timeout)
-        if worker.is_alive():
+        try:
+            result = run_in(self.pid, spec, timeout=check.timeout)
+        except ExecTimeout:
             return -1, f"Health check exceeded timeout ({check.timeout:g}s)", begun
-        if box.get("gone"):
-            raise _Stopped()
-        if "error" in box:
-            return getattr(box["error"], "exit_code", 1) or 1, str(box["error"]), begun
-        result = box["result"]
+        except NotRunningError:
+            raise _Stopped() from None
+        except ExecError as err:
+            return err.exit_code or 1, err.message, begun
+        except Exception as err:  # noqa: BLE001 - a probe that cannot run is a failed probe
+            return 1, str(err), begun
         return result.exit_code, result.stdout[:MAX_OUTPUT].decode("utf-8", "replace"), begun
 
 

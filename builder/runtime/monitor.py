@@ -275,7 +275,7 @@ def _exit_code_for(message: str) -> int:
 def run_monitor(root: str, container_id: str, ready_fd: int) -> None:
     """The monitor's life (in the forked process; never returns)."""
     try:
-        code = Monitor(root, container_id, ready_fd).main()
+        Monitor(root, container_id, ready_fd).main()
     except BaseException as err:  # noqa: BLE001 - a monitor must always leave a state behind
         try:
             ContainerStore(root).update_state(container_id, status="exited", exit_code=125,

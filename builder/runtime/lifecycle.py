@@ -45,12 +45,15 @@ def reconcile(root) -> None:
     _sweep(root, live, set(store.ids()))
 
 
+def _network_state_exists(root) -> bool:
+    """Whether this store ever had a network endpoint (else the network code need not even load)."""
+    return os.path.isdir(os.path.join(os.fspath(root), "networks"))
+
+
 def _sweep(root, live: set[str], existing: set[str]) -> None:
-    try:
+    if _network_state_exists(root):
         from .network import NetworkManager
-    except ImportError:
-        NetworkManager = None
-    if NetworkManager is not None:
+
         try:
             NetworkManager(root).sweep(existing)
         except Exception:  # noqa: BLE001 - a sweep failure must not block the user's command

@@ -43,12 +43,20 @@ def cgroup_name(root, container_id: str) -> str:
 def lower_dirs(root, config: ContainerConfig) -> tuple[str, ...]:
     from cache import Store
 
-    from ..images.layers import ensure_snapshots
     from ..images.service import load_config
 
     store = Store.open(root)
     image = load_config(store, config.image_id)
-    return tuple(str(p) for p in reversed(ensure_snapshots(store, image.rootfs.diff_ids)))
+    paths = []
+    for diff_id in image.rootfs.diff_ids:
+        record = store.get_layer(diff_id)
+        if record.snapshot:
+            paths.append(str(store.snapshot_path(diff_id)))
+        else:                                   # a pulled or loaded layer used for the first time: unpack
+            from ..images.layers import ensure_snapshot
+
+            paths.append(ensure_snapshot(store, diff_id))
+    return tuple(reversed(paths))
 
 
 def _write(path: str, text: str) -> None:

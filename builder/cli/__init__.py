@@ -59,6 +59,20 @@ def read_dockerfile(path: str) -> tuple[bytes, str]:
         raise UsageError(f"cannot read Dockerfile {path}: {err.strerror}") from None
 
 
+def print_documents(documents: list, fmt: str | None) -> None:
+    """``inspect``'s output, as docker prints it: each document through the Go template, or all as JSON."""
+    import json
+
+    if fmt:
+        from ..format import Template
+
+        template = Template(fmt)
+        for item in documents:
+            click.echo(template.render(item))
+    else:
+        click.echo(json.dumps(documents, indent=4, ensure_ascii=False))
+
+
 def build_args_from(values: tuple[str, ...]) -> dict[str, str | None]:
     """``--build-arg K=V`` (or ``K``, taking the value from the environment, as docker does)."""
     out: dict[str, str | None] = {}

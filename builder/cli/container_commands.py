@@ -7,12 +7,11 @@ so ``ps`` tells the truth and leftovers of killed monitors are cleaned by the ne
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 
-from . import main
+from . import main, print_documents
 
 
 def _root(ctx) -> str:
@@ -128,28 +127,23 @@ def start_command(ctx, containers, attach, interactive):
     from ..runtime.errors import ContainerError
     from ..runtime.runcmd import start_container_cli
 
-    root, store = _containers(ctx)
-    failed = False
-    for ref in containers:
-        try:
-            cid = store.resolve(ref)
-            state = store.state(cid)
-            if state.running:
-                if not attach and not interactive:
-                    click.echo(ref)
-                continue
-            if attach or interactive:
-                code = start_container_cli(root, cid, attach=True, stdin=interactive, tty=store.config(cid).tty)
-                if code is not None:
-                    sys.exit(code)
-                return
+    if attach or interactive:
+        if len(containers) > 1:
+            raise ContainerError("you cannot start and attach multiple containers at once")
+        root, store = _containers(ctx)
+        cid = store.resolve(containers[0])
+        if store.state(cid).running:
+            return
+        code = start_container_cli(root, cid, attach=True, stdin=interactive, tty=store.config(cid).tty)
+        if code is not None:
+            sys.exit(code)
+        return
+
+    def start(root, store, cid):
+        if not store.state(cid).running:
             start_container_cli(root, cid, attach=False)
-            click.echo(ref)
-        except ContainerError as err:
-            click.echo(f"error: {err.message}", err=True)
-            failed = True
-    if failed:
-        sys.exit(1)
+
+    _each(ctx, containers, start)
 
 
 @main.command("attach")
@@ -475,15 +469,8 @@ def inspect_containers(ctx, names) -> tuple[list, list]:
 @click.pass_context
 def container_inspect_command(ctx, containers, fmt):
     """Display detailed information on one or more containers."""
-    from ..format import Template
-
     found, missing = inspect_containers(ctx, containers)
-    if fmt:
-        template = Template(fmt)
-        for item in found:
-            click.echo(template.render(item))
-    else:
-        click.echo(json.dumps(found, indent=4, ensure_ascii=False))
+    print_documents(found, fmt)
     for name in missing:
         click.echo(f"error: No such container: {name}", err=True)
     if missing:

@@ -3,14 +3,13 @@ save, load, import, image prune, system df (and the ``image ...`` spellings)."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from contextlib import contextmanager
 
 import click
 
-from . import main
+from . import main, print_documents
 
 
 def _store(ctx):
@@ -143,7 +142,6 @@ image_group.add_command(rmi_command, "remove")
 def inspect_command(ctx, names, fmt, kind):
     """Display detailed information on one or more containers or images."""
     from ..errors import ImageNotFound
-    from ..format import Template
     from ..images.service import inspect_image
 
     store = _store(ctx)
@@ -162,12 +160,7 @@ def inspect_command(ctx, names, fmt, kind):
             results.append(inspect_image(store, name))
         except ImageNotFound:
             missing.append(name)
-    if fmt:
-        template = Template(fmt)
-        for item in results:
-            click.echo(template.render(item))
-    else:
-        click.echo(json.dumps(results, indent=4, ensure_ascii=False))
+    print_documents(results, fmt)
     if missing:
         for name in missing:
             click.echo(f"error: No such object: {name}" if kind is None else

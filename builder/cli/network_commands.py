@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 
 import click
 
-from . import main
+from . import main, print_documents
 
 
 def _manager(ctx):
@@ -129,14 +128,7 @@ def inspect_command(ctx, names, fmt):
         except NoSuchNetwork:
             click.echo(f"Error: No such network: {name}", err=True)
             failed = True
-    if fmt:
-        from ..format import Template
-
-        template = Template(fmt)
-        for doc in found:
-            click.echo(template.render(doc))
-    else:
-        click.echo(json.dumps(found, indent=4))
+    print_documents(found, fmt)
     if failed:
         ctx.exit(1)
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 
-from . import main
+from . import main, print_documents
 
 
 def _volumes(ctx):
@@ -96,7 +95,6 @@ volume_group.add_command(ls_command, "list")
 @click.pass_context
 def inspect_command(ctx, names, fmt):
     """Display detailed information on one or more volumes."""
-    from ..format import Template
     from ..runtime.volumes import NoSuchVolume
 
     store = _volumes(ctx)
@@ -106,12 +104,7 @@ def inspect_command(ctx, names, fmt):
             results.append(store.get(name).inspect())
         except NoSuchVolume as err:
             errors.append(err.message)
-    if fmt:
-        template = Template(fmt)
-        for item in results:
-            click.echo(template.render(item))
-    else:
-        click.echo(json.dumps(results, indent=4, ensure_ascii=False))
+    print_documents(results, fmt)
     _fail(errors)
 
 

@@ -19,6 +19,7 @@ import sys
 import termios
 import tty as ttymod
 
+from ..sandbox.terminal import write_all
 from .attach import CLOSE_STDIN, EXIT, RESIZE, STDERR, STDIN, STDOUT, recv_frame, send_frame
 
 DETACH = b"\x10\x11"     # ctrl-p ctrl-q
@@ -34,15 +35,6 @@ def _winsize(fd: int) -> tuple[int, int] | None:
 
 def terminal_size() -> tuple[int, int] | None:
     return _winsize(sys.stdin.fileno()) if os.isatty(sys.stdin.fileno()) else None
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[os.write(fd, view):]
-        except BlockingIOError:
-            select.select([], [fd], [])
 
 
 def relay(sock: socket.socket, *, tty: bool, stdin: bool, in_fd: int | None = None, out_fd: int | None = None,
@@ -92,9 +84,9 @@ def _pump(sock, *, tty, stdin, in_fd, out_fd, err_fd) -> int | None:
                 return None
             kind, payload = frame
             if kind == STDOUT:
-                _write_all(out_fd, payload)
+                write_all(out_fd, payload)
             elif kind == STDERR:
-                _write_all(err_fd, payload)
+                write_all(err_fd, payload)
             elif kind == EXIT:
                 return int(payload or b"0")
             continue

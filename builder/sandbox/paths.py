@@ -118,4 +118,18 @@ def read_stub_record(record_path: str) -> list[str]:
     return out
 
 
+
+def writable_only_by_us(path: str) -> bool:
+    """True if ``path`` is (now) a directory only this user can write: code or seccomp programs are
+    loaded from it as root, so nobody else may be able to swap them."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return False
+    st = os.lstat(path)
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o022
+
+
 __all__ = ["resolve_in_root", "StubRecorder", "read_stub_record", "relative_to"]

@@ -30,7 +30,7 @@ from .console import ready, receive_master
 from .errors import SandboxError
 from .etcfiles import hosts_file, resolv_conf
 from .overlay import create_links, kernel_feature_options, plan_overlay
-from .paths import read_stub_record
+from .paths import read_stub_record, writable_only_by_us
 from .plan import SandboxPlan
 from .runmounts import pack_secrets
 from .rootfs import make_stub_layer
@@ -64,18 +64,6 @@ class RunResult:
         return self.exit_code == 0
 
 
-def _private_dir(path: str) -> bool:
-    """True if ``path`` is (now) a directory only we can write: code is loaded from it as root."""
-    try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
-    except OSError:
-        return False
-    st = os.lstat(path)
-    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o022
-
-
 def _bytecode_options() -> list[str]:
     """The init runs isolated (-I ignores PYTHON* variables), so carry over where bytecode may go: a
     parent that must not write next to its sources gets a private cache under the temp dir instead of
@@ -85,7 +73,7 @@ def _bytecode_options() -> list[str]:
     if not sys.flags.dont_write_bytecode:
         return []
     prefix = os.path.join(tempfile.gettempdir(), f"pybuild-sandbox-pycache-{os.getuid()}")
-    return ["-X", f"pycache_prefix={prefix}"] if _private_dir(prefix) else ["-B"]
+    return ["-X", f"pycache_prefix={prefix}"] if writable_only_by_us(prefix) else ["-B"]
 
 
 def _hold(directory: str) -> int:

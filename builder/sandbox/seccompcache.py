@@ -11,20 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
+
+from .paths import writable_only_by_us
 
 CACHE_DIR = "/run/pybuild-seccomp"
-
-
-def _private_dir(path: str) -> bool:
-    try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
-    except OSError:
-        return False
-    st = os.lstat(path)
-    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o077
 
 
 def key(filt, version: str) -> str:
@@ -32,7 +22,7 @@ def key(filt, version: str) -> str:
 
 
 def load(filt, version: str, directory: str = CACHE_DIR) -> bytes | None:
-    if not _private_dir(directory):
+    if not writable_only_by_us(directory):
         return None
     try:
         with open(os.path.join(directory, key(filt, version) + ".bpf"), "rb") as fh:
@@ -43,7 +33,7 @@ def load(filt, version: str, directory: str = CACHE_DIR) -> bytes | None:
 
 
 def store(filt, version: str, program: bytes, directory: str = CACHE_DIR) -> None:
-    if not program or len(program) % 8 or not _private_dir(directory):
+    if not program or len(program) % 8 or not writable_only_by_us(directory):
         return
     path = os.path.join(directory, key(filt, version) + ".bpf")
     tmp = f"{path}.{os.getpid()}.tmp"

@@ -30,7 +30,7 @@ def copy_winsize(src: int, dst: int) -> None:
         pass
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         try:
@@ -79,7 +79,7 @@ class TerminalRelay:
                     data = b""
                 if not data:
                     return
-                _write_all(self.out_fd, data)
+                write_all(self.out_fd, data)
                 continue                        # drain the container's output before anything else
             if self.in_fd in ready:
                 try:
@@ -87,7 +87,7 @@ class TerminalRelay:
                 except OSError:
                     data = b""
                 if data:
-                    _write_all(self.master, data)
+                    write_all(self.master, data)
                 else:
                     readers.remove(self.in_fd)  # stdin at EOF: the container keeps its terminal
             if self.stop_r in ready:
@@ -112,4 +112,4 @@ class TerminalRelay:
                         os.close(fd)
 
 
-__all__ = ["TerminalRelay", "copy_winsize"]
+__all__ = ["TerminalRelay", "copy_winsize", "write_all"]

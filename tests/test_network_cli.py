@@ -35,7 +35,7 @@ def test_create_ls_inspect_rm(root):
     assert ok(pb(root, "network", "inspect", "-f", "{{.Name}}", network_id[:8])) == "app\n"
     result = pb(root, "network", "rm", "app", "nope")
     assert result.returncode == 1
-    assert result.stdout.decode() == "app\n" and "Error: No such network: nope" in result.stderr.decode()
+    assert result.stdout.decode() == "app\n" and "error: No such network: nope" in result.stderr.decode()
     result = pb(root, "network", "rm", "bridge")
     assert result.returncode == 1
     assert "bridge is a pre-defined network and cannot be removed" in result.stderr.decode()

@@ -76,6 +76,9 @@ def test_two_containers_on_a_user_network_talk_tcp_by_name(world):
     assert rc.returncode != 0                                  # --network none: no way out
     cli_ok(root, "rm", "-f", "server")
     assert cli_ok(root, "network", "rm", "appnet") == "appnet\n"
+    gone = cli(root, "run", "--rm", "--network", "appnet", "busybox", "true")
+    assert gone.returncode == 1 and "network appnet not found" in gone.stderr.decode()
+    assert cli_ok(root, "ps", "-a", "-q") == ""                # nothing created
 
 
 def test_published_ports_answer_on_localhost(world):

@@ -98,7 +98,7 @@ def rm_command(ctx, names):
         try:
             manager.remove(name)
         except NoSuchNetwork:
-            click.echo(f"Error: No such network: {name}", err=True)
+            click.echo(f"error: No such network: {name}", err=True)
             failed = True
             continue
         except NetworkError as err:
@@ -126,7 +126,7 @@ def inspect_command(ctx, names, fmt):
         try:
             found.append(manager.inspect(name))
         except NoSuchNetwork:
-            click.echo(f"Error: No such network: {name}", err=True)
+            click.echo(f"error: No such network: {name}", err=True)
             failed = True
     print_documents(found, fmt)
     if failed:

@@ -105,6 +105,10 @@ def create_container(root: str, image, command, kw) -> tuple[str, str]:
     options = _options(kw)
     if options.name and not NAME_RE.match(options.name):
         raise ContainerError(f'Invalid container name ({options.name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed')
+    if options.network not in ("bridge", "default", "host", "none"):
+        from .network import NetworkManager
+
+        NetworkManager(root).get(options.network)     # docker refuses to create it: "network X not found"
     image_id, image_config = _image(root, image, kw["pull_policy"], kw["platform"])
     name = options.name.lstrip("/") or containers.new_name()
     from contextlib import nullcontext

@@ -153,3 +153,31 @@ def test_cp_commit_export(root, tmp_path):
         names = set(tar.getnames())
     assert {"app/a", "app/b", "bin/busybox"} <= names and "bin/vi" not in names
     cli_ok(root, "rm", "files")
+
+
+def test_images_used_by_containers_are_kept_as_docker_keeps_them(tmp_path, busybox_tar):
+    root = tmp_path / "own-root"            # this test deletes its images: a store of its own
+    cli_ok(root, "import", str(busybox_tar), "busybox:latest", "--change", 'CMD ["sh"]')
+    cli_ok(root, "tag", "busybox", "inuse:1")
+    cid = cli_ok(root, "create", *NONE, "--name", "user1", "inuse:1", "sh", "-c", "echo still-runs").strip()
+    assert cli_ok(root, "rmi", "inuse:1") == "Untagged: inuse:1\n"          # another name is left: no conflict
+    refused = cli(root, "rmi", "busybox")                                   # its last name
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr.decode()
+    assert 'conflict: unable to remove repository reference "busybox" (must force) - container ' \
+           f"{cid[:12]} is using its referenced image" in refused.stderr.decode()
+    image_id = json.loads(cli_ok(root, "inspect", "--type", "image", "busybox"))[0]["Id"]
+    by_id = cli(root, "rmi", image_id)
+    assert by_id.returncode == 1 and "(must be forced) - image is being used by stopped container" \
+        in by_id.stderr.decode()
+    cli_ok(root, "image", "prune", "-a", "-f")                   # prune skips images containers use
+    assert image_id in cli_ok(root, "images", "-q", "--no-trunc")
+    cli_ok(root, "run", "-d", *NONE, "--name", "runner", "busybox", "sleep", "1000")
+    running = cli(root, "rmi", "-f", "busybox")                 # forced, under a running container: untag only
+    assert running.returncode == 0 and running.stdout.decode() == "Untagged: busybox:latest\n"
+    assert image_id in cli_ok(root, "images", "-q", "--no-trunc", "-a")
+    cli_ok(root, "rm", "-f", "runner")
+    assert cli_ok(root, "rmi", "-f", image_id) == f"Deleted: {image_id}\n"
+    cli_ok(root, "image", "prune", "-a", "-f")
+    assert cli_ok(root, "start", "-a", "user1") == "still-runs\n"   # its layers stayed with it
+    cli_ok(root, "rm", "user1")
+    cleanup_root(root)

@@ -12,6 +12,19 @@ import click
 from . import main, print_documents
 
 
+def _image_users(ctx):
+    """image id -> the (container id, running) pairs of the containers that use it."""
+    from ..runtime.images_in_use import image_users
+
+    return image_users(_root_of(ctx))
+
+
+def _root_of(ctx) -> str:
+    from cache.paths import default_root
+
+    return str((ctx.find_root().obj or {}).get("root") or default_root())
+
+
 def _store(ctx):
     from cache import Store
 
@@ -125,7 +138,7 @@ def rmi_command(ctx, images, force):
     """Remove one or more images."""
     from ..images.service import remove_images
 
-    _echo_lines("\n".join(remove_images(_store(ctx), images, force=force)))
+    _echo_lines("\n".join(remove_images(_store(ctx), images, force=force, users=_image_users(ctx))))
 
 
 main.add_command(rmi_command)
@@ -266,7 +279,7 @@ def image_prune_command(ctx, all_images, force):
         what = "all images without at least one container associated to them" if all_images else "all dangling images"
         if not click.confirm(f"WARNING! This will remove {what}.\nAre you sure you want to continue?"):
             return
-    lines, freed = prune_images(_store(ctx), all_images=all_images)
+    lines, freed = prune_images(_store(ctx), all_images=all_images, users=_image_users(ctx))
     if lines:
         click.echo("Deleted Images:")
         click.echo("\n".join(lines))

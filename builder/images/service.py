@@ -165,21 +165,38 @@ def _path_match(pattern: str, name: str) -> bool:
 # Removing
 
 
-def remove_images(store, names: Iterable[str], *, force: bool = False) -> list[str]:
-    """``rmi``: untag, and delete images left without tags. Returns docker's output lines."""
+def remove_images(store, names: Iterable[str], *, force: bool = False, users=None) -> list[str]:
+    """``rmi``: untag, and delete images left without tags. Returns docker's output lines.
+
+    ``users(image_id)`` lists the containers using an image as (id, running) pairs; as docker, the last
+    name of an image a container uses is kept unless forced, an image is never deleted under a running
+    container (forced: only untagged), and a stopped container's image is deleted only when forced (the
+    container keeps its layers through its pin)."""
     out: list[str] = []
     for name in names:
         image_id, reference = resolve_image(store, name)
         tags = store.tags_for(image_id)
+        using = list(users(image_id)) if users is not None else []
+        running = [cid for cid, up in using if up]
         if reference is not None and not reference.is_digested:
+            if using and len(tags) <= 1 and not force:
+                raise ImageError(f'conflict: unable to remove repository reference "{name}" (must force) - '
+                                 f"container {using[0][0][:12]} is using its referenced image {_short(image_id)}",
+                                 name)
             store.remove_tag(str(reference))
             out.append(f"Untagged: {reference.familiar}")
-            if len(tags) > 1:
+            if len(tags) > 1 or running:
                 continue
-        elif len(tags) > 1 and not force:
-            raise ImageError(f"conflict: unable to delete {_short(image_id)} (must be forced) - image is "
-                             "referenced in multiple repositories", name)
         else:
+            if len(tags) > 1 and not force:
+                raise ImageError(f"conflict: unable to delete {_short(image_id)} (must be forced) - image is "
+                                 "referenced in multiple repositories", name)
+            if running:
+                raise ImageError(f"conflict: unable to delete {_short(image_id)} (cannot be forced) - image is "
+                                 f"being used by running container {running[0][:12]}", name)
+            if using and not force:
+                raise ImageError(f"conflict: unable to delete {_short(image_id)} (must be forced) - image is "
+                                 f"being used by stopped container {using[0][0][:12]}", name)
             for tag in tags:
                 store.remove_tag(tag)
                 out.append(f"Untagged: {parse_reference(tag).familiar}")
@@ -190,13 +207,16 @@ def remove_images(store, names: Iterable[str], *, force: bool = False) -> list[s
     return out
 
 
-def prune_images(store, *, all_images: bool = False) -> tuple[list[str], int]:
-    """``image prune [-a]``: dangling images (or every image, with -a). Returns (lines, bytes freed)."""
+def prune_images(store, *, all_images: bool = False, users=None) -> tuple[list[str], int]:
+    """``image prune [-a]``: dangling images (or every image, with -a), but none a container uses
+    (``users`` as for ``remove_images``). Returns (lines, bytes freed)."""
     before = store.disk_usage()
     lines: list[str] = []
     tagged = set(store.tags().values())
     for record in store.images():
         if record.id in tagged and not all_images:
+            continue
+        if users is not None and list(users(record.id)):
             continue
         for tag in store.tags_for(record.id):
             store.remove_tag(tag)

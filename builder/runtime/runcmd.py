@@ -124,7 +124,8 @@ def create_container(root: str, image, command, kw) -> tuple[str, str]:
         guard = nullcontext()
     with guard:
         config = build_config(root, image, image_id, image_config, tuple(command), options, name=name)
-        Store.open(root).pin(f"container-{config.id}", [image_id])
+        # the image's layers too: a forced rmi of the image must leave the container able to start
+        Store.open(root).pin(f"container-{config.id}", [image_id, *image_config.rootfs.diff_ids])
         try:
             containers.create(config)
         except BaseException:

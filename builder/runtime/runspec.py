@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 
 from .containers import ContainerStore
 from .createspec import runtime_env
@@ -115,6 +116,8 @@ def prepare_start(root, container_id: str) -> dict:
                                                               cpus=config.cpus, cpu_shares=config.cpu_shares,
                                                               pids=config.pids_limit))
             start["cgroup"] = cgroup.name
+            for warning in cgroup.warnings:     # docker prints these and runs without the limit
+                print(f"WARNING: {warning}", file=sys.stderr)
             cgroup_procs = tuple(cgroup.procs_files)
         spec = RunSpec(
             argv=argv, lower_dirs=lower_dirs(root, config), upper_dir=os.path.join(directory, "upper"),

@@ -30,10 +30,11 @@ def inspect_container(config: ContainerConfig, state: ContainerState) -> dict:
         "Id": config.id, "Created": config.created, "Path": config.path, "Args": list(config.args),
         "State": state_doc, "Image": config.image_id, "Name": "/" + config.name,
         "RestartCount": state.restart_count, "Driver": "overlay2",
-        "Mounts": [{"Type": m.type, **({"Name": m.name} if m.name else {}), "Source": m.source,
-                    "Destination": m.destination, "Mode": "" if m.type != "bind" else ("ro" if m.readonly else ""),
-                    "RW": not m.readonly, "Propagation": "rprivate" if m.type == "bind" else ""}
-                   for m in config.mounts],
+        "Mounts": [{"Type": m.type, **({"Name": m.name} if m.type == "volume" else {}), "Source": m.source,
+                    "Destination": m.destination, **({"Driver": "local"} if m.type == "volume" else {}),
+                    "Mode": "ro" if m.readonly and m.type == "bind" else "", "RW": not m.readonly,
+                    "Propagation": "rprivate" if m.type == "bind" else ""}
+                   for m in config.mounts if m.type != "tmpfs"],     # docker lists --tmpfs under HostConfig only
         "HostConfig": {
             "Binds": [f"{m.source}:{m.destination}{':ro' if m.readonly else ''}" for m in config.mounts
                       if m.type == "bind"] or None,

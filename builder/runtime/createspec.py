@@ -190,6 +190,8 @@ def build_config(root, image: str, image_id: str, image_config, command: tuple, 
     argv = entrypoint + cmd
     if not argv:
         raise ContainerError("No command specified", image)
+    if options.rm and options.restart not in ("", "no"):
+        raise ContainerError("Conflicting options: --restart and --rm")
     network = options.network or "bridge"
     if network == "default":
         network = "bridge"

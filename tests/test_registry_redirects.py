@@ -128,3 +128,19 @@ def test_429_and_503_are_retried_after_the_pause_the_registry_asks_for(servers):
     assert client.get_manifest("app", "1").data == MANIFEST
     tries = [path for _, path, _ in registry.seen if path == "/v2/app/manifests/1"]
     assert len(tries) == 3
+
+
+def test_a_blob_that_arrives_in_many_pieces_is_read_whole(servers, monkeypatch):
+    """fetch_blob must read to the end, however the network cuts the body (it once kept the first piece)."""
+    from builder.registry import client as client_mod
+
+    registry, _ = servers
+    real_open = client_mod.BlobStream._open
+
+    def small_pieces(self, offset):
+        real_open(self, offset)
+        raw = self._chunks
+        self._chunks = (piece[i:i + 1000] for chunk in raw for piece in [chunk] for i in range(0, len(piece), 1000))
+
+    monkeypatch.setattr(client_mod.BlobStream, "_open", small_pieces)
+    assert Registry.for_host(registry.host).fetch_blob("app", BLOB_DIGEST) == BLOB

@@ -219,8 +219,15 @@ class Registry:
     def fetch_blob(self, repo: str, digest: str, *, limit: int = 64 * 1024 * 1024) -> bytes:
         """A small blob (a config) read whole and checked against its digest."""
         _check_digest(digest)
+        parts, size = [], 0
         with self.open_blob(repo, digest) as stream:
-            data = stream.read(limit + 1)
+            while size <= limit:                # read() gives what the network gave, not all that was asked
+                chunk = stream.read(limit + 1 - size)
+                if not chunk:
+                    break
+                parts.append(chunk)
+                size += len(chunk)
+        data = b"".join(parts)
         if len(data) > limit:
             raise RegistryProtocolError(f"registry {self.host}: blob {digest} in {repo} is larger than {limit} "
                                         f"bytes", self.host)

@@ -181,3 +181,48 @@ def test_images_used_by_containers_are_kept_as_docker_keeps_them(tmp_path, busyb
     assert cli_ok(root, "start", "-a", "user1") == "still-runs\n"   # its layers stayed with it
     cli_ok(root, "rm", "user1")
     cleanup_root(root)
+
+
+def test_pause_unpause_rename(root):
+    cli_ok(root, "run", "-d", *NONE, "--name", "ticker", "busybox", "sh", "-c",
+           "while true; do date +%s%N >> /ticks; sleep 0.05; done")
+    wait_for(lambda: cli(root, "exec", "ticker", "cat", "/ticks").stdout.count(b"\n") >= 2, what="ticks")
+    assert cli_ok(root, "pause", "ticker") == "ticker\n"
+    assert "(Paused)" in cli_ok(root, "ps", "--filter", "name=ticker")
+    assert cli_ok(root, "inspect", "-f", "{{.State.Status}} {{.State.Paused}}", "ticker") == "paused true\n"
+    refused = cli(root, "exec", "ticker", "true")
+    assert refused.returncode == 1 and "is paused, unpause the container before exec" in refused.stderr.decode()
+    files = [p for p in (root / "containers").glob("*/upper/ticks")]
+    frozen = files[0].read_text()
+    time.sleep(0.4)
+    assert files[0].read_text() == frozen                       # nothing ran while frozen
+    assert "already paused" in cli(root, "pause", "ticker").stderr.decode()
+    assert cli_ok(root, "unpause", "ticker") == "ticker\n"
+    wait_for(lambda: files[0].read_text() != frozen, what="ticks again")
+    assert cli_ok(root, "rename", "ticker", "clock") == ""
+    assert cli_ok(root, "ps", "--format", "{{.Names}}", "--filter", "name=clock") == "clock\n"
+    cli_ok(root, "pause", "clock")
+    cli_ok(root, "stop", "-t", "1", "clock")                    # a paused container stops (it is thawed first)
+    assert cli_ok(root, "inspect", "-f", "{{.State.Status}}", "clock") == "exited\n"
+    cli_ok(root, "rm", "clock")
+
+
+def test_port_lists_published_ports(root):
+    import socket
+    from contextlib import closing
+
+    from test_network import own_netns
+
+    with own_netns():
+        cli_ok(root, "run", "-d", "-p", "18090:80", "-p", "127.0.0.1:18091:81/udp", "--name", "ports", "busybox",
+               "sleep", "1000")
+        assert cli_ok(root, "port", "ports") == "80/tcp -> 0.0.0.0:18090\n81/udp -> 127.0.0.1:18091\n"
+        assert cli_ok(root, "port", "ports", "80") == "0.0.0.0:18090\n"
+        missing = cli(root, "port", "ports", "99")
+        assert missing.returncode == 1 and "No public port '99/tcp' published for ports" in missing.stderr.decode()
+        cli_ok(root, "rm", "-f", "ports")
+        with closing(socket.socket()) as sock:               # the port is free again
+            sock.bind(("127.0.0.1", 18090))
+        from builder.runtime.network import NetworkManager
+
+        NetworkManager(root).sweep(set(), deep=True)

@@ -251,6 +251,69 @@ def rm_command(ctx, containers, force, volumes):
     _each(ctx, containers, lambda root, store, cid: remove_container(root, cid, force=force, volumes=volumes))
 
 
+@main.command("pause")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def pause_command(ctx, containers):
+    """Pause all processes within one or more containers."""
+    from ..runtime.pausing import pause
+
+    _each(ctx, containers, lambda root, store, cid: pause(root, cid))
+
+
+@main.command("unpause")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def unpause_command(ctx, containers):
+    """Unpause all processes within one or more containers."""
+    from ..runtime.pausing import unpause
+
+    _each(ctx, containers, lambda root, store, cid: unpause(root, cid))
+
+
+@main.command("port")
+@click.argument("container")
+@click.argument("private_port", required=False)
+@click.pass_context
+def port_command(ctx, container, private_port):
+    """List port mappings or a specific mapping for the container."""
+    from ..runtime.errors import ContainerError
+
+    _root_, store = _containers(ctx)
+    cid = store.resolve(container)
+    state = store.state(cid)
+    ports = (state.network or {}).get("Ports", {}) if state.running else {}
+    wanted = None
+    if private_port:
+        wanted = private_port if "/" in private_port else f"{private_port}/tcp"
+    lines = []
+    for port, bindings in sorted(ports.items(), key=lambda kv: (int(kv[0].split("/")[0]), kv[0])):
+        if wanted is not None and port != wanted:
+            continue
+        for binding in bindings or ():
+            address = f"{binding.get('HostIp') or '0.0.0.0'}:{binding.get('HostPort')}"
+            lines.append(address if wanted else f"{port} -> {address}")
+    if wanted is not None and not lines:
+        raise ContainerError(f"No public port '{wanted}' published for {container}", container)
+    for line in lines:
+        click.echo(line)
+
+
+@main.command("rename")
+@click.argument("container")
+@click.argument("new_name")
+@click.pass_context
+def rename_command(ctx, container, new_name):
+    """Rename a container."""
+    from ..runtime.containers import NAME_RE
+    from ..runtime.errors import ContainerError
+
+    _root_, store = _containers(ctx)
+    if not NAME_RE.match(new_name):
+        raise ContainerError(f"Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    store.rename(store.resolve(container), new_name.lstrip("/"))
+
+
 @main.command("wait")
 @click.argument("containers", nargs=-1, required=True)
 @click.pass_context
@@ -443,7 +506,8 @@ for _name, _cmd in (("ls", ps_command), ("list", ps_command), ("create", create_
                     ("start", start_command), ("stop", stop_command), ("restart", restart_command),
                     ("kill", kill_command), ("rm", rm_command), ("wait", wait_command), ("logs", logs_command),
                     ("exec", exec_command), ("cp", cp_command), ("commit", commit_command),
-                    ("export", export_command), ("attach", attach_command)):
+                    ("export", export_command), ("attach", attach_command), ("pause", pause_command),
+                    ("unpause", unpause_command), ("port", port_command), ("rename", rename_command)):
     container_group.add_command(_cmd, _name)
 
 

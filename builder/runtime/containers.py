@@ -138,6 +138,19 @@ class ContainerStore:
             self.write_state(config.id, ContainerState())
             write_json(self.path(config.id, "config.json"), config.to_json())   # last: now it exists
 
+    def rename(self, container_id: str, name: str) -> None:
+        """A new name, unique as at create (docker's conflict text)."""
+        from dataclasses import replace
+
+        with self.names_lock():
+            for cid in self.ids():
+                if cid != container_id and self._name_of(cid) == name:
+                    raise ContainerConflict(
+                        f'Conflict. The container name "/{name}" is already in use by container "{cid}". '
+                        "You have to remove (or rename) that container to be able to reuse that name.", name)
+            config = self.config(container_id)
+            write_json(self.path(container_id, "config.json"), replace(config, name=name).to_json())
+
     def delete(self, container_id: str) -> None:
         """Remove the directory (config first, so a half-deleted container is never listed)."""
         with self.names_lock():

@@ -19,6 +19,8 @@ def exec_in_container(root, cid: str, argv: tuple, *, interactive: bool, tty: bo
     config, state = store.config(cid), store.state(cid)
     if state.status != "running" or not monitor_alive(state):
         raise ContainerConflict(f"Container {cid} is not running", cid)
+    if state.paused:
+        raise ContainerConflict(f"Container {cid} is paused, unpause the container before exec", cid)
     from .createspec import runtime_env
 
     merged = dict(e.partition("=")[::2] for e in runtime_env(config))

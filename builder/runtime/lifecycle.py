@@ -243,6 +243,9 @@ def kill_container(root, container_id: str, sig: int = signal.SIGKILL, *, stoppi
                                 container_id)
     if stopping:
         state = store.update_state(container_id, stop_requested=True)
+    from .pausing import thaw_if_paused
+
+    thaw_if_paused(root, container_id)
     _signal_pid1(state, sig)
 
 
@@ -271,6 +274,9 @@ def stop_container(root, container_id: str, timeout: int | None = None) -> None:
     if not state.running or not monitor_alive(state):
         return
     state = store.update_state(container_id, stop_requested=True)
+    from .pausing import thaw_if_paused
+
+    thaw_if_paused(root, container_id)
     wait = config.stop_timeout if timeout is None else timeout
     if state.status == "running":
         _signal_pid1(state, parse_signal(config.stop_signal or "SIGTERM"))
@@ -292,6 +298,9 @@ def remove_container(root, container_id: str, *, force: bool = False, volumes: b
                 f"You cannot remove a running container {container_id}. Stop the container before attempting "
                 "removal or force remove", container_id)
         store.update_state(container_id, stop_requested=True, status="removing")
+        from .pausing import thaw_if_paused
+
+        thaw_if_paused(root, container_id)
         _signal_pid1(state, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while monitor_alive(store.state(container_id)) and time.monotonic() < deadline:

@@ -158,7 +158,7 @@ class Monitor:
             self.started = True
         self.store.update_state(self.id, status="running", pid=self.pid, pid_start=process_start_time(self.pid),
                                 monitor_pid=os.getpid(), monitor_start=process_start_time(os.getpid()),
-                                started_at=now_rfc3339(), exit_code=0, oom_killed=False, error="")
+                                started_at=now_rfc3339(), exit_code=0, oom_killed=False, error="", paused=False)
         self.report(pid=self.pid)
         if self.config.healthcheck.enabled:
             from .health import HealthProbe
@@ -226,7 +226,7 @@ class Monitor:
                     and (policy.max_retries == 0 or count < policy.max_retries)))
             self.store.update_state(self.id, status="restarting" if again else "exited", exit_code=code,
                                     oom_killed=oom, finished_at=now_rfc3339(), pid=0, pid_start=0,
-                                    error=error, restart_count=count + (1 if again else 0))
+                                    error=error, restart_count=count + (1 if again else 0), paused=False)
             self.started = False
             if not again:
                 self.finish(code)

@@ -188,6 +188,7 @@ class ContainerState:
     finished_at: str = ZERO_TIME
     restart_count: int = 0
     stop_requested: bool = False    # a user stop/kill: no restart by policy
+    paused: bool = False            # frozen by ``pause``
     health: dict | None = None      # {"Status", "FailingStreak", "Log": [...]}
     network: dict = field(default_factory=dict)   # the endpoint: IPAddress, Gateway, Ports, ...
 

@@ -18,7 +18,8 @@ def inspect_container(config: ContainerConfig, state: ContainerState) -> dict:
     for exposed in config.exposed_ports:
         ports.setdefault(exposed, None)
     state_doc = {
-        "Status": state.status, "Running": running, "Paused": False, "Restarting": state.status == "restarting",
+        "Status": "paused" if state.paused and running else state.status, "Running": running,
+        "Paused": state.paused and running, "Restarting": state.status == "restarting",
         "OOMKilled": state.oom_killed, "Dead": state.status == "dead", "Pid": state.pid if running else 0,
         "ExitCode": state.exit_code, "Error": state.error, "StartedAt": state.started_at,
         "FinishedAt": state.finished_at,
@@ -83,6 +84,8 @@ def status_text(state: ContainerState, now: float | None = None) -> str:
     now = time.time() if now is None else now
     if state.status == "running":
         text = "Up " + human_duration(now - parse_rfc3339(state.started_at))
+        if state.paused:
+            return text + " (Paused)"
         health = (state.health or {}).get("Status")
         if health == "starting":
             text += " (health: starting)"

@@ -25,6 +25,7 @@ from .caps import last_cap
 from .console import open_console, send_master
 from .container import Prepared, build_env, exec_command
 from .errors import SandboxError
+from .signals import forward_signals
 from .seccomp import build_filter
 from .syscalls import (
     CLONE_NEWCGROUP,
@@ -43,8 +44,6 @@ from .users import read_user_files, resolve_user
 SETUP_FAILED = 125
 EXEC_FAILED = 126
 NAMESPACES = CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWCGROUP | CLONE_NEWNS
-FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
-                     signal.SIGWINCH, signal.SIGCONT)
 
 
 def setns(fd: int, flags: int) -> None:
@@ -164,17 +163,6 @@ def _child(spec: dict, sys_: Syscalls, status_fd: int, console_fd: int, top_cap:
     os._exit(EXEC_FAILED)
 
 
-def _forward_signals(pid: int) -> None:
-    def handler(signum, _frame):
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-
-    for sig in FORWARDED_SIGNALS:
-        signal.signal(sig, handler)
-
-
 def main(argv: list[str] | None = None) -> None:
     args = [int(a) for a in (sys.argv if argv is None else argv)[1:5]]
     pidfd, spec_fd, status_fd, console_fd = args
@@ -230,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
         status.send(status_fd, started=child)
         os._exit(0)
     os.close(exec_r)
-    _forward_signals(child)
+    forward_signals(child)
     _, wait_status = os.waitpid(child, 0)
     if os.WIFSIGNALED(wait_status):
         status.send(status_fd, signal=os.WTERMSIG(wait_status))

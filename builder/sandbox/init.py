@@ -27,14 +27,13 @@ from .console import send_master
 from .runmounts import unpack_secrets
 from .container import exec_command, prepare
 from .errors import SandboxError
+from .signals import forward_signals
 from .plan import SandboxPlan
 from .syscalls import (CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUTS,
                        PR_SET_PDEATHSIG, Syscalls)
 
 SETUP_FAILED = 125
 EXEC_FAILED = 127
-FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
-                     signal.SIGWINCH, signal.SIGCONT)
 
 
 def namespace_flags(network: str, netns: str = "") -> int:
@@ -60,17 +59,6 @@ def join_cgroups(sys_: Syscalls, procs_files) -> None:
                 fh.write("0")
         except OSError as err:
             raise SandboxError(f"failed to join cgroup {os.path.dirname(path)}: {err.strerror}") from None
-
-
-def _forward_signals(pid: int) -> None:
-    def handler(signum, _frame):
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-
-    for sig in FORWARDED_SIGNALS:
-        signal.signal(sig, handler)
 
 
 def _exit_status(wait_status: int) -> tuple[int, int | None]:
@@ -127,7 +115,7 @@ def _init(plan: SandboxPlan, sys_: Syscalls, fds: "ParentFds", life_fd: int) -> 
         _command(prepared, sys_, status_fd)
     if console is not None:
         os.close(console.slave)     # the command's copies alone keep it open: the master sees EOF after
-    _forward_signals(child)
+    forward_signals(child)
     while True:
         try:
             pid, wait_status = os.waitpid(-1, 0)
@@ -180,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
         if fd >= 0:
             os.close(fd)
     status.send(status_fd, init_pid=init_pid)
-    _forward_signals(init_pid)
+    forward_signals(init_pid)
     while True:
         try:
             _, wait_status = os.waitpid(init_pid, 0)

@@ -118,3 +118,15 @@ def cleanup_root(root) -> None:
         cli(root, "rm", "-f", "-v", *ids)
     kill_monitors(root)
     cli(root, "ps", "-a")
+
+
+def find_process(argv: bytes) -> int | None:
+    """The pid of the process whose /proc cmdline is exactly ``argv`` (NUL-separated), if any."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if fh.read() == argv:
+                    return int(pid)
+        except OSError:
+            continue
+    return None

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from cgroup_fake import FakeCgroupFS
+from test_sandbox_run import busybox_rootfs  # noqa: F401  (fixture: busybox unpacked once per session)
 
 from builder.sandbox.cgroups import (
     Cgroup,
@@ -34,7 +35,6 @@ from builder.sandbox.cgroups import (
 )
 
 MiB = 1 << 20
-REPO = Path(__file__).resolve().parents[1]
 
 
 # --- docker's flag parsing and daemon checks ------------------------------------------------------------------
@@ -577,17 +577,6 @@ def test_sweep_removes_a_forgotten_cgroup_with_its_process(cgroup_name):
 
 
 # --- the real sandbox joining the cgroup (RunSpec.cgroup_procs) --------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def busybox_rootfs(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("cgroup-busybox")
-    tar = work / "busybox.tar"
-    subprocess.run([str(REPO / "bin" / "busybox-rootfs"), str(tar)], check=True)
-    root = work / "rootfs"
-    root.mkdir()
-    subprocess.run(["tar", "-xf", str(tar), "-C", str(root)], check=True)
-    return root
 
 
 def sandboxed(tmp_path: Path, rootfs: Path, command: str, cg: Cgroup, **kw):

@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from runtime_helpers import find_process
 from test_sandbox_run import mounts_mentioning, wait_until
 
 from builder.image.config import ContainerConfig
@@ -64,17 +65,6 @@ def view(image, tmp_path):
     assert sorted(os.listdir(tmp_path / "ctr")) == ["upper", "work"]      # no scratch left
 
 
-def _find(argv: bytes) -> int | None:
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                if fh.read() == argv:
-                    return int(pid)
-        except OSError:
-            continue
-    return None
-
-
 @pytest.fixture
 def running(view):
     """The same container running ``sleep`` (its upper dir is the view's): a view with its pid."""
@@ -84,8 +74,8 @@ def running(view):
     thread = threading.Thread(target=run, args=(spec,), daemon=True)
     thread.start()
     marker = f"sleep\0{seconds}\0".encode()
-    assert wait_until(lambda: _find(marker) is not None)
-    pid = _find(marker)
+    assert wait_until(lambda: find_process(marker) is not None)
+    pid = find_process(marker)
     yield ContainerFiles(view.lower_dirs, view.upper_dir, view.work_dir, pid=pid, name="ctr",
                          start_time=process_start_time(pid))
     os.kill(pid, signal.SIGKILL)

@@ -14,6 +14,7 @@ import threading
 import time
 
 import pytest
+from runtime_helpers import find_process
 from test_sandbox_run import busybox_rootfs, mounts_mentioning, wait_until  # noqa: F401  (fixture)
 
 from builder.sandbox import RunSpec, SandboxError, run
@@ -31,17 +32,6 @@ from builder.sandbox.spec import Ulimit
 from builder.sandbox.terminal import TerminalRelay
 
 PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-def _find(argv: bytes) -> int | None:
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                if fh.read() == argv:
-                    return int(pid)
-        except OSError:
-            continue
-    return None
 
 
 def _ppid(pid: int) -> int:
@@ -65,8 +55,8 @@ class Container:
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
         marker = b"sleep\0" + self.seconds.encode() + b"\0"
-        assert wait_until(lambda: _find(marker) is not None), "the container did not start"
-        self.pid = _find(marker)
+        assert wait_until(lambda: find_process(marker) is not None), "the container did not start"
+        self.pid = find_process(marker)
         self.pid1 = _ppid(self.pid)
 
     def _run(self):
@@ -87,7 +77,7 @@ def container(busybox_rootfs, tmp_path):  # noqa: F811
     yield ctr
     ctr.stop()
     assert mounts_mentioning(str(tmp_path)) == []
-    assert _find(b"sleep\0" + ctr.seconds.encode() + b"\0") is None
+    assert find_process(b"sleep\0" + ctr.seconds.encode() + b"\0") is None
 
 
 def ex(container, command, timeout=None, cancel=None, **kw):
@@ -247,7 +237,7 @@ def test_interrupted_exec_leaves_nothing_running(container):
     with pytest.raises(KeyboardInterrupt):
         run_in(container.pid1, EnterSpec(argv=("sh", "-c", f"echo go; exec sleep {marker}"), env=(PATH,)),
                on_output=on_output)
-    assert wait_until(lambda: _find(f"sleep\0{marker}\0".encode()) is None)
+    assert wait_until(lambda: find_process(f"sleep\0{marker}\0".encode()) is None)
 
 
 def test_exec_gets_the_containers_limits(container):
@@ -258,7 +248,7 @@ def test_detached_exec_outlives_the_call(container):
     marker = str(random.randint(100000, 999999))
     result = ex(container, f"echo started > /tmp/detached; exec sleep {marker}", detach=True)
     assert result.exit_code == 0 and result.stdout == b""
-    assert wait_until(lambda: _find(f"sleep\0{marker}\0".encode()) is not None)
+    assert wait_until(lambda: find_process(f"sleep\0{marker}\0".encode()) is not None)
     assert (container.upper / "tmp" / "detached").read_text() == "started\n"
     with pytest.raises(ExecError, match="executable file not found"):
         ex(container, ("nosuch",), detach=True)
@@ -290,7 +280,7 @@ def test_timeout_kills_the_command_and_its_children(container):
     marker = str(random.randint(100000, 999999))
     with pytest.raises(ExecTimeout, match="did not finish within 0.5s"):
         ex(container, f"sleep {marker} & sleep {marker}; echo never", timeout=0.5)
-    assert wait_until(lambda: _find(f"sleep\0{marker}\0".encode()) is None)
+    assert wait_until(lambda: find_process(f"sleep\0{marker}\0".encode()) is None)
     cancel = threading.Event()
     cancel.set()
     with pytest.raises(SandboxError, match="cancelled"):
